@@ -1,0 +1,225 @@
+"""A server config: the values of the catalog's flags, the command line they make, and what changed."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from dashboard.engine import flags
+from dashboard.engine.problems import Problem
+from dashboard.i18n import N_
+
+SERVER_MODULE = "vllm.entrypoints.openai.api_server"
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What the config checks need to know about the machine and the model."""
+
+    backend: str = "cpu"  # "cpu" or "cuda"
+    gpu_count: int = 0
+    max_model_len: int | None = None  # the model's own limit (max_position_embeddings)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    model: str  # a Hugging Face id, a local folder, or "embedded"
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+    def get(self, name: str) -> Any:
+        return self.values.get(name)
+
+    def with_values(self, changes: Mapping[str, Any]) -> ServerConfig:
+        merged = dict(self.values)
+        for name, value in changes.items():
+            merged[name] = flags.get(name).coerce(value)
+        return replace(self, values=merged)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "values": dict(self.values)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ServerConfig:
+        return cls(model=data["model"]).with_values(data.get("values", {}))
+
+
+def default_config(backend: str, model: str = "embedded") -> ServerConfig:
+    values = {flag.name: flag.start_value(backend) for flag in flags.catalog().values()}
+    return ServerConfig(model=model, values={k: v for k, v in values.items() if v is not None})
+
+
+def parse_assignments(items: Iterable[str]) -> dict[str, Any]:
+    """Read CLI `--set name=value` items (flag names or vLLM options) into typed values."""
+    values: dict[str, Any] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        if not sep:
+            raise ValueError(f"expected NAME=VALUE, got {item!r}")
+        name = name.strip()
+        flag = flags.by_cli(name) if name.startswith("-") else flags.get(name.replace("-", "_"))
+        if flag is None:
+            raise KeyError(f"unknown flag {name!r}")
+        values[flag.name] = flag.coerce(raw.strip())
+    return values
+
+
+def argv(config: ServerConfig, model_path: str, served_name: str, python: str = "python") -> list[str]:
+    """The exact command line that starts vLLM for this config."""
+    words = [python, "-m", SERVER_MODULE, "--model", model_path]
+    values = dict(config.values)
+    if not values.get("served_model_name"):
+        values["served_model_name"] = served_name
+    for name, flag in flags.catalog().items():
+        words += flag.argv(values.get(name))
+    return words
+
+
+def changed_flags(current: ServerConfig | None, pending: ServerConfig) -> list[str]:
+    """Names of flags whose value differs between the running and the pending config."""
+    if current is None:
+        return [name for name in flags.catalog() if pending.get(name) is not None]
+    names = [n for n in flags.catalog() if current.get(n) != pending.get(n)]
+    return names + (["model"] if current.model != pending.model else [])
+
+
+def needs_restart(current: ServerConfig | None, pending: ServerConfig) -> bool:
+    if current is None:
+        return True
+    return any(name == "model" or flags.get(name).restart for name in changed_flags(current, pending))
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def validate(config: ServerConfig, facts: ModelFacts, check_port: bool = True) -> list[Problem]:
+    """Everything that would make this config fail or be unsafe, found before launching."""
+    problems: list[Problem] = []
+    for name, value in config.values.items():
+        try:
+            flags.get(name).coerce(value)
+        except flags.FlagValueError as exc:
+            problems.append(_out_of_range(exc))
+        except KeyError:
+            problems.append(Problem("unknown_flag", N_("Unknown setting {name}."), None, {"name": name}))
+    if problems:
+        return problems
+    problems += _length_problems(config, facts)
+    problems += _hardware_problems(config, facts)
+    problems += _door_problems(config)
+    port = config.get("port")
+    if check_port and port is not None and not port_is_free(int(port)):
+        problems.append(
+            Problem(
+                "port_busy",
+                N_("Port {port} is already taken by another program. Pick another port."),
+                "port",
+                {"port": port},
+                suggestion=_next_free_port(int(port)),
+            )
+        )
+    return problems
+
+
+def _out_of_range(exc: flags.FlagValueError) -> Problem:
+    flag = exc.flag
+    if flag.kind == "choice":
+        return Problem(
+            "bad_choice",
+            N_("{cli} cannot be {value}. Choose one of: {choices}."),
+            flag.name,
+            {"cli": flag.cli, "value": exc.value, "choices": ", ".join(flag.choices)},
+            suggestion=flag.start_value("cpu") or flag.choices[0],
+        )
+    low, high = flag.min, flag.max
+    suggestion = None
+    try:
+        number = float(exc.value)
+        suggestion = low if low is not None and number < low else high
+        if flag.kind == "int" and suggestion is not None:
+            suggestion = int(suggestion)
+    except (TypeError, ValueError):
+        pass
+    return Problem(
+        "out_of_range",
+        N_("{cli} must be between {low} and {high}; {value} is outside that range."),
+        flag.name,
+        {"cli": flag.cli, "low": f"{low:g}", "high": f"{high:g}", "value": exc.value},
+        suggestion=suggestion,
+    )
+
+
+def _length_problems(config: ServerConfig, facts: ModelFacts) -> list[Problem]:
+    problems = []
+    length = config.get("max_model_len")
+    if length is not None and facts.max_model_len and length > facts.max_model_len:
+        problems.append(
+            Problem(
+                "max_model_len_above_model",
+                N_("--max-model-len {value} is longer than this model can read ({limit} tokens)."),
+                "max_model_len",
+                {"value": length, "limit": facts.max_model_len},
+                suggestion=facts.max_model_len,
+            )
+        )
+    return problems
+
+
+def _hardware_problems(config: ServerConfig, facts: ModelFacts) -> list[Problem]:
+    problems = []
+    tp = config.get("tensor_parallel_size")
+    if tp is not None and tp > 1 and tp > facts.gpu_count:
+        problems.append(
+            Problem(
+                "tensor_parallel_too_big",
+                N_("--tensor-parallel-size {value} needs {value} GPUs, but this machine has {gpus}."),
+                "tensor_parallel_size",
+                {"value": tp, "gpus": facts.gpu_count},
+                suggestion=max(1, facts.gpu_count),
+            )
+        )
+    if facts.backend == "cpu" and config.get("gpu_memory_utilization") is not None:
+        problems.append(
+            Problem(
+                "no_gpu_memory",
+                N_(
+                    "This machine has no GPU, so --gpu-memory-utilization has no GPU memory to give. "
+                    "Size the warehouse with the KV cache size (GiB) instead."
+                ),
+                "gpu_memory_utilization",
+                {},
+                suggestion=None,
+            )
+        )
+    return problems
+
+
+def _door_problems(config: ServerConfig) -> list[Problem]:
+    if config.get("host") == "0.0.0.0" and not config.get("api_key"):
+        return [
+            Problem(
+                "open_door_without_key",
+                N_(
+                    "Host 0.0.0.0 opens the factory door to the whole network. "
+                    "Set an API key first, so only people with the key can place orders."
+                ),
+                "api_key",
+                {},
+            )
+        ]
+    return []
+
+
+def _next_free_port(port: int) -> int | None:
+    for candidate in range(port + 1, min(port + 200, 65535)):
+        if port_is_free(candidate):
+            return candidate
+    return None
