@@ -1,0 +1,213 @@
+"""One streamed chat request with its timings: time to first token, gaps between tokens, total time.
+
+Timestamps are taken with `time.perf_counter()` inside the read loop and turned into numbers
+afterwards. A streamed chunk may carry more than one token, so `itl_ms` holds the gaps between
+content chunks; divide the decode time by the token count (see `mean_itl_ms`) for a per-token figure.
+Errors (HTTP status, refused connection, timeout, broken stream) end up in `ok`/`error`, never raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import httpx
+
+CHAT_PATH = "/v1/chat/completions"
+DATA_PREFIX = "data:"
+DONE_MARK = "[DONE]"
+
+
+@dataclass
+class RequestTiming:
+    ok: bool
+    error: str | None
+    text: str
+    ttft_ms: float | None  # send -> first chunk with non-empty content
+    itl_ms: list[float] = field(default_factory=list)  # gaps between successive content chunks
+    e2e_ms: float = 0.0  # send -> end of the stream
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    finish_reason: str | None = None
+    started_at: float = 0.0  # wall clock (time.time()) when the request was sent
+    content_chunks: int = 0  # chunks that carried text; fewer than completion_tokens when chunks merge
+
+    def mean_itl_ms(self) -> float | None:
+        """Mean time per output token after the first: (e2e - ttft) / (tokens - 1).
+
+        Uses the server's token count when known, so merged chunks do not inflate the figure;
+        falls back to the mean gap between content chunks.
+        """
+        if self.ttft_ms is None:
+            return None
+        tokens = self.completion_tokens
+        if tokens is not None and tokens > 1:
+            return (self.e2e_ms - self.ttft_ms) / (tokens - 1)
+        if self.itl_ms:
+            return sum(self.itl_ms) / len(self.itl_ms)
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["mean_itl_ms"] = self.mean_itl_ms()
+        return data
+
+
+def chat_url(base_url: str) -> str:
+    return base_url.rstrip("/") + CHAT_PATH
+
+
+def auth_headers(api_key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+class _StreamReader:
+    """Collects what the SSE lines say, with the perf_counter stamp of each content chunk."""
+
+    def __init__(self, on_text: Callable[[str], None] | None) -> None:
+        self.on_text = on_text
+        self.parts: list[str] = []
+        self.content_stamps: list[float] = []
+        self.usage: dict[str, Any] | None = None
+        self.finish_reason: str | None = None
+        self.server_error: str | None = None
+
+    def feed(self, line: str, stamp: float) -> bool:
+        """Read one SSE line; return False once the stream says it is done."""
+        if not line.startswith(DATA_PREFIX):
+            return True
+        data = line[len(DATA_PREFIX) :].strip()
+        if data == DONE_MARK:
+            return False
+        try:
+            chunk = json.loads(data)
+        except json.JSONDecodeError:
+            return True
+        if "error" in chunk and not chunk.get("choices"):
+            self.server_error = _error_text(chunk["error"])
+            return True
+        if chunk.get("usage"):
+            self.usage = chunk["usage"]
+        for choice in chunk.get("choices") or ():
+            self._read_choice(choice, stamp)
+        return True
+
+    def _read_choice(self, choice: dict[str, Any], stamp: float) -> None:
+        content = (choice.get("delta") or {}).get("content") or choice.get("text") or ""
+        if content:
+            self.content_stamps.append(stamp)
+            self.parts.append(content)
+            if self.on_text is not None:
+                self.on_text(content)
+        if choice.get("finish_reason"):
+            self.finish_reason = choice["finish_reason"]
+
+
+def _error_text(error: Any) -> str:
+    if isinstance(error, dict):
+        return str(error.get("message") or error)
+    return str(error)
+
+
+def _describe_exception(exc: BaseException) -> str:
+    if isinstance(exc, httpx.ConnectError):
+        return f"connection failed: {exc}" if str(exc) else "connection failed"
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timeout ({type(exc).__name__})"
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timeout"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _ms(start: float, end: float) -> float:
+    return (end - start) * 1000.0
+
+
+def _timing_from(reader: _StreamReader, start: float, end: float, started_at: float) -> RequestTiming:
+    stamps = reader.content_stamps
+    usage = reader.usage or {}
+    return RequestTiming(
+        ok=reader.server_error is None,
+        error=reader.server_error,
+        text="".join(reader.parts),
+        ttft_ms=_ms(start, stamps[0]) if stamps else None,
+        itl_ms=[_ms(a, b) for a, b in zip(stamps, stamps[1:], strict=False)],
+        e2e_ms=_ms(start, end),
+        prompt_tokens=usage.get("prompt_tokens"),
+        completion_tokens=usage.get("completion_tokens"),
+        finish_reason=reader.finish_reason,
+        started_at=started_at,
+        content_chunks=len(stamps),
+    )
+
+
+def _failed(error: str, start: float, started_at: float, reader: _StreamReader | None = None) -> RequestTiming:
+    end = time.perf_counter()
+    if reader is not None:
+        timing = _timing_from(reader, start, end, started_at)
+        timing.ok, timing.error = False, error
+        return timing
+    return RequestTiming(ok=False, error=error, text="", ttft_ms=None, e2e_ms=_ms(start, end), started_at=started_at)
+
+
+async def stream_chat(
+    client: httpx.AsyncClient,
+    base_url: str,
+    payload: dict,
+    api_key: str | None = None,
+    on_text: Callable[[str], None] | None = None,
+    timeout: float = 120,
+) -> RequestTiming:
+    """Send one streamed /v1/chat/completions request and time it. Never raises for request failures."""
+    body = dict(payload)
+    body["stream"] = True
+    body.setdefault("stream_options", {"include_usage": True})
+    reader = _StreamReader(on_text)
+    started_at = time.time()
+    start = time.perf_counter()
+    try:
+        async with asyncio.timeout(timeout):
+            async with client.stream(
+                "POST", chat_url(base_url), json=body, headers=auth_headers(api_key), timeout=timeout
+            ) as response:
+                if response.status_code != 200:
+                    detail = (await response.aread()).decode("utf-8", "replace")
+                    return _failed(_http_error(response.status_code, detail), start, started_at)
+                async for line in response.aiter_lines():
+                    if not reader.feed(line, time.perf_counter()):
+                        break
+    except (httpx.HTTPError, TimeoutError, OSError) as exc:
+        return _failed(_describe_exception(exc), start, started_at, reader)
+    return _timing_from(reader, start, time.perf_counter(), started_at)
+
+
+def _http_error(status: int, body: str) -> str:
+    message = body.strip()
+    try:
+        parsed = json.loads(body)
+        if isinstance(parsed, dict):
+            message = _error_text(parsed.get("error", parsed.get("detail", parsed)))
+    except json.JSONDecodeError:
+        pass
+    return f"HTTP {status}: {message[:500]}"
+
+
+def chat_once(
+    base_url: str,
+    payload: dict,
+    api_key: str | None = None,
+    on_text: Callable[[str], None] | None = None,
+    timeout: float = 120,
+) -> RequestTiming:
+    """Blocking wrapper around `stream_chat` (for the CLI and Streamlit worker threads)."""
+
+    async def _run() -> RequestTiming:
+        async with httpx.AsyncClient(timeout=timeout) as client:
+            return await stream_chat(client, base_url, payload, api_key, on_text, timeout)
+
+    return asyncio.run(_run())
