@@ -123,7 +123,7 @@ def validate(config: ServerConfig, facts: ModelFacts, check_port: bool = True) -
                 N_("Port {port} is already taken by another program. Pick another port."),
                 "port",
                 {"port": port},
-                suggestion=_next_free_port(int(port)),
+                suggestion=next_free_port(int(port)),
             )
         )
     return problems
@@ -218,7 +218,8 @@ def _door_problems(config: ServerConfig) -> list[Problem]:
     return []
 
 
-def _next_free_port(port: int) -> int | None:
+def next_free_port(port: int) -> int | None:
+    """The first free port after `port` (within 200), or None."""
     for candidate in range(port + 1, min(port + 200, 65535)):
         if port_is_free(candidate):
             return candidate

@@ -13,6 +13,8 @@ from typing import Any
 RUN_KINDS = ("startup", "probe", "load", "sweep", "playground", "apply")
 RUN_STATUSES = ("running", "done", "failed", "interrupted")
 FINAL_STATUSES = ("done", "failed", "interrupted")
+SECRET_FLAGS = frozenset({"api_key"})
+HIDDEN = "***"
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,11 @@ def compare_runs(a: RunRecord, b: RunRecord) -> RunComparison:
 def _flag_differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> Iterator[FlagDifference]:
     for name in sorted(a.keys() | b.keys()):
         if a.get(name) != b.get(name):
-            yield FlagDifference(name, a.get(name), b.get(name))
+            yield FlagDifference(name, _shown(name, a.get(name)), _shown(name, b.get(name)))
+
+
+def _shown(name: str, value: Any) -> Any:
+    return HIDDEN if name in SECRET_FLAGS and value not in (None, "") else value
 
 
 def _metric_deltas(a: Mapping[str, Any], b: Mapping[str, Any]) -> Iterator[MetricDelta]:

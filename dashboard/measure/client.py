@@ -146,13 +146,17 @@ def _timing_from(reader: _StreamReader, start: float, end: float, started_at: fl
     )
 
 
-def _failed(error: str, start: float, started_at: float, reader: _StreamReader | None = None) -> RequestTiming:
+def _failed(
+    error: str, start: float, started_at: float, reader: _StreamReader | None = None
+) -> RequestTiming:
     end = time.perf_counter()
     if reader is not None:
         timing = _timing_from(reader, start, end, started_at)
         timing.ok, timing.error = False, error
         return timing
-    return RequestTiming(ok=False, error=error, text="", ttft_ms=None, e2e_ms=_ms(start, end), started_at=started_at)
+    return RequestTiming(
+        ok=False, error=error, text="", ttft_ms=None, e2e_ms=_ms(start, end), started_at=started_at
+    )
 
 
 async def stream_chat(

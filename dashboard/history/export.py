@@ -1,0 +1,355 @@
+"""A run, exported: the command that starts the same server, JSON, CSV, and a bilingual Markdown report.
+
+Secrets never leave: every export shows an API key as ***.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+import shlex
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from babel.dates import format_datetime
+from babel.numbers import format_decimal
+
+from dashboard.history.records import HIDDEN, SECRET_FLAGS, RunRecord, flag_values, flatten, is_number
+from dashboard.i18n import N_, normalize, translate
+
+SECRET_OPTIONS = frozenset({"--api-key"})
+_SECRET_IN_TEXT = re.compile(r"(--api-key)(=|\s+)('[^']*'|\"[^\"]*\"|\S+)")
+COMMAND_KEYS = ("command", "argv")  # where a startup report or summary keeps the exact command line
+REPORT_LANGUAGES = ("vi", "en")
+LANGUAGE_NAMES = {"vi": "Tiếng Việt", "en": "English"}  # each language's name in itself
+
+# Catalog flags whose vLLM option is not simply --name-with-dashes, and how their value is written.
+_SPECIAL_OPTIONS: dict[str, tuple[str, Callable[[Any], str]]] = {
+    "kv_cache_memory_gib": ("--kv-cache-memory-bytes", lambda gib: str(int(float(gib) * 1024**3))),
+}
+
+_KIND_NAMES = {
+    "startup": N_("server start"),
+    "probe": N_("probe"),
+    "load": N_("load test"),
+    "sweep": N_("sweep"),
+    "playground": N_("playground"),
+    "apply": N_("apply settings"),
+}
+_STATUS_NAMES = {
+    "running": N_("running"),
+    "done": N_("done"),
+    "failed": N_("failed"),
+    "interrupted": N_("interrupted"),
+}
+
+
+# --- command ---------------------------------------------------------------------------------------
+
+
+def as_command(run: RunRecord) -> str:
+    """The server's exact command line when the run recorded it, else a `vllm serve` line from the config."""
+    recorded = recorded_command(run)
+    words = recorded if recorded is not None else command_words(flag_values(run.config))
+    return shlex.join(mask_words(words))
+
+
+def recorded_command(run: RunRecord) -> list[str] | None:
+    for source in (run.startup, run.summary, run.config):
+        for key in COMMAND_KEYS:
+            value = (source or {}).get(key)
+            if isinstance(value, str) and value.strip():
+                return _split(value)
+            if isinstance(value, list) and value:
+                return [str(word) for word in value]
+    return None
+
+
+def _split(command: str) -> list[str]:
+    try:
+        return shlex.split(command)
+    except ValueError:  # unbalanced quotes: keep the words as they are
+        return command.split()
+
+
+def command_words(values: Mapping[str, Any]) -> list[str]:
+    words = ["vllm", "serve"]
+    model = values.get("model")
+    if model:
+        words.append(str(model))
+    for name, value in values.items():
+        if name != "model":
+            words += option_words(name, value)
+    return words
+
+
+def option_words(name: str, value: Any) -> list[str]:
+    """--max-model-len 2048, --enforce-eager / --no-enforce-eager; nothing for an unset value."""
+    if value is None or value == "" or value == []:
+        return []
+    option, write = _SPECIAL_OPTIONS.get(name, ("--" + name.replace("_", "-"), _option_value))
+    if isinstance(value, bool):
+        return [option] if value else ["--no-" + option.removeprefix("--")]
+    if isinstance(value, list | tuple):
+        return [option, *(str(item) for item in value)]
+    return [option, write(value)]
+
+
+def _option_value(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, Mapping) else str(value)
+
+
+def mask_words(words: Sequence[str]) -> list[str]:
+    masked: list[str] = []
+    hide_next = False
+    for word in words:
+        option, sep, _ = word.partition("=")
+        if hide_next:
+            masked.append(HIDDEN)
+        elif sep and option in SECRET_OPTIONS:
+            masked.append(f"{option}={HIDDEN}")
+        else:
+            masked.append(word)
+        hide_next = word in SECRET_OPTIONS
+    return masked
+
+
+def masked(data: Any) -> Any:
+    """A copy of JSON-like data with secret values (api_key, --api-key's argument) hidden."""
+    if isinstance(data, Mapping):
+        return {
+            key: (HIDDEN if key in SECRET_FLAGS and value not in (None, "") else masked(value))
+            for key, value in data.items()
+        }
+    if isinstance(data, list | tuple):
+        items = [masked(item) for item in data]
+        return mask_words(items) if all(isinstance(item, str) for item in items) else items
+    if isinstance(data, str):
+        return _SECRET_IN_TEXT.sub(rf"\1\2{HIDDEN}", data)
+    return data
+
+
+# --- JSON and CSV ----------------------------------------------------------------------------------
+
+
+def as_json(run: RunRecord) -> str:
+    """Strict JSON (NaN and infinities become null), secrets hidden."""
+    return json.dumps(_finite(masked(run.to_dict())), ensure_ascii=False, indent=2, allow_nan=False)
+
+
+def _finite(data: Any) -> Any:
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    if isinstance(data, Mapping):
+        return {key: _finite(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [_finite(item) for item in data]
+    return data
+
+
+def as_csv(run: RunRecord) -> str:
+    """One line per measured row (after a header): seq, created_at and the union of the rows' keys."""
+    records = [
+        {"seq": row.seq, "created_at": row.created_at, **flatten(masked(row.data))} for row in run.rows
+    ]
+    out = io.StringIO()
+    columns = _union_keys([{"seq": None, "created_at": None}, *records])
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({key: _csv_cell(value) for key, value in record.items()} for record in records)
+    return out.getvalue()
+
+
+def _csv_cell(value: Any) -> Any:
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, list | tuple | Mapping) else value
+
+
+def _union_keys(records: Iterable[Mapping[str, Any]]) -> list[str]:
+    keys: dict[str, None] = {}
+    for record in records:
+        keys.update(dict.fromkeys(record))
+    return list(keys)
+
+
+# --- Markdown --------------------------------------------------------------------------------------
+
+
+def as_markdown(run: RunRecord, lang: str = "both", charts: Mapping[str, Path] | None = None) -> str:
+    """A report in Vietnamese then English ("both"), or in one language ("vi" or "en")."""
+    languages = REPORT_LANGUAGES if lang == "both" else (normalize(lang),)
+    safe = _masked_run(run)
+    sections = [_markdown_section(safe, language, charts or {}) for language in languages]
+    return "\n\n---\n\n".join(sections) + "\n"
+
+
+def _masked_run(run: RunRecord) -> RunRecord:
+    data = masked(run.to_dict())
+    return replace(run, config=data["config"], summary=data["summary"], startup=data["startup"])
+
+
+def _markdown_section(run: RunRecord, lang: str, charts: Mapping[str, Path]) -> str:
+    def tr(message: str, **params: object) -> str:
+        return translate(message, lang, **params)
+
+    title = tr(N_("Run #{id}: {kind}"), id=run.id, kind=tr(_KIND_NAMES.get(run.kind, run.kind)))
+    parts = [f"## {LANGUAGE_NAMES[lang]}", f"### {title}" + (f" — {_cell(run.label)}" if run.label else "")]
+    parts += [_table([tr(N_("Field")), tr(N_("Value"))], _overview(run, lang, tr))]
+    parts += [f"#### {tr(N_('Command'))}", f"```bash\n{as_command(run)}\n```"]
+    config = {name: value for name, value in flag_values(run.config).items() if value is not None}
+    if config:
+        rows = [[f"`{name}`", f"`{_cell(_plain_text(value))}`"] for name, value in config.items()]
+        parts += [f"#### {tr(N_('Configuration'))}", _table([tr(N_("Flag")), tr(N_("Value"))], rows)]
+    if run.startup:
+        parts += [f"#### {tr(N_('Server start'))}", *_startup_tables(run.startup, lang, tr)]
+    if run.summary:
+        rows = [[f"`{key}`", _value(value, lang, tr)] for key, value in flatten(run.summary).items()]
+        parts += [f"#### {tr(N_('Summary'))}", _table([tr(N_("Metric")), tr(N_("Value"))], rows)]
+    parts += [f"#### {tr(N_('Measured rows'))}", _rows_table(run, lang, tr)]
+    if charts:
+        parts += [f"#### {tr(N_('Charts'))}"]
+        parts += [f"![{_cell(name)}]({Path(path).as_posix()})" for name, path in charts.items()]
+    return "\n\n".join(parts)
+
+
+def _overview(run: RunRecord, lang: str, tr: Callable[..., str]) -> list[list[str]]:
+    rows = [
+        [tr(N_("Kind")), tr(_KIND_NAMES.get(run.kind, run.kind))],
+        [tr(N_("Status")), tr(_STATUS_NAMES.get(run.status, run.status))],
+        [tr(N_("Started")), _date(run.created_at, lang)],
+        [tr(N_("Finished")), _date(run.finished_at, lang) if run.finished_at else "—"],
+        [tr(N_("Measured rows")), _number(run.row_count or len(run.rows), lang)],
+    ]
+    if run.backend:
+        rows.insert(2, [tr(N_("Backend")), _cell(run.backend)])
+    return rows
+
+
+def _startup_tables(report: Mapping[str, Any], lang: str, tr: Callable[..., str]) -> list[str]:
+    """The error first (when the start failed), then the phases, then the report's short facts."""
+    parts = []
+    error = report.get("error")
+    if isinstance(error, Mapping):
+        parts.append(_error_text(error, lang, tr))
+    phases = _phases(report)
+    if phases:
+        header = [tr(N_("Phase")), tr(N_("Seconds since launch")), tr(N_("Details"))]
+        parts.append(_table(header, [_phase_row(phase, lang, tr) for phase in phases]))
+    facts = {
+        key: value
+        for key, value in flatten(report).items()
+        if key.split(".")[0] not in _NOT_FACTS and not _is_long(value)
+    }
+    if facts:
+        rows = [[f"`{key}`", _value(value, lang, tr, key)] for key, value in facts.items()]
+        parts.append(_table([tr(N_("Field")), tr(N_("Value"))], rows))
+    return parts
+
+
+# Report fields shown elsewhere (command, config, phases, error) or not fit for a shared report (paths, logs).
+_NOT_FACTS = frozenset(
+    {*COMMAND_KEYS, "command_text", "config", "startup", "phases", "error", "log_tail", "log_path"}
+)
+
+
+def _phases(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Phases as a StartupReport lists them ({phase, seconds, detail, label?}) or as {name: seconds}."""
+    phases = report.get("startup", report.get("phases"))
+    if isinstance(phases, Mapping):
+        return [{"phase": name, "seconds": seconds} for name, seconds in phases.items()]
+    if isinstance(phases, list):
+        return [phase for phase in phases if isinstance(phase, Mapping)]
+    return []
+
+
+def _phase_row(phase: Mapping[str, Any], lang: str, tr: Callable[..., str]) -> list[str]:
+    name = phase.get("label") or phase.get("phase") or phase.get("name") or ""
+    detail = phase.get("detail") or {}
+    details = ", ".join(f"{key} = {_value(value, lang, tr)}" for key, value in flatten(detail).items())
+    return [_cell(tr(str(name))), _value(phase.get("seconds"), lang, tr), details]
+
+
+def _error_text(error: Mapping[str, Any], lang: str, tr: Callable[..., str]) -> str:
+    text = error.get(f"text_{lang}") or _translated_problem(error, tr)
+    lines = [f"**{tr(N_('The start failed'))}:** {_cell(text)}"]
+    if error.get("flag") and error.get("suggestion") is not None:
+        suggestion = tr(
+            N_("Try {flag} = {value}."), flag=f"`{error['flag']}`", value=f"`{error['suggestion']}`"
+        )
+        lines.append(suggestion)
+    if error.get("root_cause"):
+        lines.append(f"```text\n{error['root_cause']}\n```")
+    return "\n\n".join(lines)
+
+
+def _translated_problem(error: Mapping[str, Any], tr: Callable[..., str]) -> str:
+    message = str(error.get("message", ""))
+    try:
+        return tr(message, **(error.get("params") or {}))
+    except (KeyError, IndexError, ValueError):  # placeholders and params that do not match
+        return message
+
+
+def _is_long(value: Any) -> bool:
+    """Log excerpts and long lists belong in the JSON export, not in a report table."""
+    return (isinstance(value, str) and (len(value) > 200 or "\n" in value)) or (
+        isinstance(value, list | tuple) and len(value) > 10
+    )
+
+
+def _rows_table(run: RunRecord, lang: str, tr: Callable[..., str]) -> str:
+    if not run.rows:
+        return tr(N_("No measured rows."))
+    records = [{"#": row.seq, **flatten(row.data)} for row in run.rows]
+    return _records_table(records, lang, tr)
+
+
+def _records_table(records: list[dict[str, Any]], lang: str, tr: Callable[..., str]) -> str:
+    keys = _union_keys(records)
+    return _table(keys, [[_value(record.get(key), lang, tr) for key in keys] for record in records])
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _value(value: Any, lang: str, tr: Callable[..., str], key: str = "") -> str:
+    if value is None:
+        return "—"
+    if key.endswith("_at") and (is_number(value) or isinstance(value, str)):
+        return _date(value, lang)
+    if isinstance(value, bool):
+        return tr(N_("yes")) if value else tr(N_("no"))
+    if is_number(value):
+        return _number(value, lang)
+    return _cell(_plain_text(value))
+
+
+def _number(value: float, lang: str) -> str:
+    return format_decimal(value, format="#,##0.###", locale=lang)
+
+
+def _date(moment: str | float, lang: str) -> str:
+    """An ISO 8601 text or epoch seconds, in the reader's local time and language."""
+    try:
+        when = datetime.fromtimestamp(moment) if is_number(moment) else datetime.fromisoformat(str(moment))
+    except (TypeError, ValueError, OverflowError, OSError):
+        return _cell(str(moment))
+    return format_datetime(when.astimezone(), "medium", locale=lang)
+
+
+def _plain_text(value: Any) -> str:
+    if isinstance(value, list | tuple | Mapping):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")

@@ -1,0 +1,117 @@
+"""Process-wide singletons (one per Streamlit server, shared by every browser session) and small
+helpers around them. Worker threads live in the core; pages only read their snapshots.
+
+- get_manager(): the one ServerManager, its runs under models.cache_root()/"runs"
+- get_store(): the history store, or None when it cannot be opened
+- get_sampler(): the memory sampler, or None while dashboard.measure.memory is not there
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import streamlit as st
+
+from dashboard.engine import hardware, models
+from dashboard.engine.config import ModelFacts, ServerConfig, default_config
+from dashboard.engine.models import ModelShape, ModelUnavailable
+from dashboard.engine.problems import Problem
+
+log = logging.getLogger(__name__)
+
+
+@st.cache_resource(show_spinner=False)
+def get_manager():
+    from dashboard.engine.server import ServerManager
+
+    return ServerManager(models.cache_root() / "runs")
+
+
+@st.cache_resource(show_spinner=False)
+def get_store():
+    try:
+        from dashboard.history.store import HistoryStore
+
+        return HistoryStore()
+    except Exception:  # a missing module or an unreadable file must not take the pages down
+        log.exception("history store unavailable")
+        return None
+
+
+@st.cache_resource(show_spinner=False)
+def get_sampler():
+    try:
+        from dashboard.measure import memory
+    except ImportError:
+        return None
+    factory = getattr(memory, "get_sampler", None) or getattr(memory, "MemorySampler", None)
+    if factory is None:
+        return None
+    try:
+        sampler = factory()
+        start = getattr(sampler, "start", None)
+        if callable(start):
+            start()
+        return sampler
+    except Exception:
+        log.exception("memory sampler unavailable")
+        return None
+
+
+def backend() -> str:
+    return hardware.detect_backend()
+
+
+def machine() -> hardware.Hardware:
+    return hardware.detect()
+
+
+def starting_config() -> ServerConfig:
+    return default_config(backend())
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def model_facts(model: str) -> tuple[ModelFacts, ModelShape | None, Problem | None]:
+    """The facts validate() needs, the model's shape, and the problem when the model cannot be found."""
+    try:
+        resolved = models.resolve(model)
+    except ModelUnavailable as exc:
+        return ModelFacts(backend=backend(), gpu_count=hardware.gpu_count()), None, exc.problem
+    shape = models.shape(resolved)
+    limit = shape.max_position_embeddings if shape and shape.max_position_embeddings else None
+    facts = ModelFacts(backend=backend(), gpu_count=hardware.gpu_count(), max_model_len=limit)
+    return facts, shape, None
+
+
+@st.cache_resource(show_spinner=False)
+def _recorded_starts() -> tuple[set[float], threading.Lock]:
+    return set(), threading.Lock()
+
+
+def record_finished_start(snapshot: Any) -> None:
+    """Keep a finished start (ready or failed) in the history, once per start, whoever sees it first."""
+    report = getattr(snapshot, "report", None)
+    if report is None or snapshot.status not in ("ready", "failed"):
+        return
+    seen, lock = _recorded_starts()
+    with lock:
+        if report.started_at in seen:
+            return
+        seen.add(report.started_at)
+    store = get_store()
+    if store is None:
+        return
+    try:
+        run_id = store.create_run("apply", report.config, label=report.served_name, backend=report.backend)
+        store.set_startup(run_id, report.to_dict())
+        summary = {
+            "ready_s": report.ready_s,
+            "kv_cache_tokens": report.kv_cache_tokens,
+            "max_concurrency": report.max_concurrency,
+            "error": report.error.code if report.error else None,
+        }
+        store.finish_run(run_id, summary, status="done" if report.ok else "failed")
+    except Exception:
+        log.exception("could not record the startup report")
