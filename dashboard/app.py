@@ -11,8 +11,8 @@ if str(ROOT) not in sys.path:  # `streamlit run dashboard/app.py` puts only dash
 
 import streamlit as st  # noqa: E402
 
-from dashboard.ui import layout  # noqa: E402
 from dashboard.ui import i18n as ui_i18n  # noqa: E402
+from dashboard.ui import layout  # noqa: E402
 
 PAGES_DIR = Path("app_pages")  # relative to this file, as st.Page expects
 ASSETS_DIR = Path(__file__).resolve().parent / "ui" / "assets"

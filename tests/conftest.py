@@ -27,7 +27,7 @@ import pytest
 
 from dashboard.engine import presets
 from dashboard.engine.config import default_config
-from dashboard.engine.server import RUN_MARKER_ENV, ServerManager
+from dashboard.engine.server import ServerManager
 
 SERVER_START_TIMEOUT_S = 300.0  # a 2-core machine shared with other servers can take minutes
 
@@ -53,14 +53,15 @@ def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
 
 
 def server_processes_in(workdir: Path) -> list[psutil.Process]:
-    """Live processes started by a ServerManager whose workdir is `workdir` (found by cwd and marker)."""
+    """Live processes running in `workdir`: a ServerManager starts its servers there, and every
+    process of the server (API server, engine core, workers) inherits that folder."""
     target = Path(workdir).resolve()
     found = []
     for process in psutil.process_iter(["pid"]):
         if process.pid == os.getpid():
             continue
         try:
-            if RUN_MARKER_ENV in process.environ() and Path(process.cwd()).resolve() == target:
+            if Path(process.cwd()).resolve() == target:
                 found.append(process)
         except (psutil.Error, OSError):
             continue

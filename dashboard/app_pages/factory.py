@@ -13,9 +13,9 @@ from dashboard.engine import flag_texts, flags, presets
 from dashboard.engine.config import ServerConfig
 from dashboard.engine.problems import Problem
 from dashboard.engine.report import mask_secrets
+from dashboard.measure.predict import GIB, MemoryPrediction, predict
 from dashboard.ui import charts, state, widgets
 from dashboard.ui import i18n as ui_i18n
-from dashboard.ui.prediction import MemoryPrediction, predict
 
 MODEL_KEY = "factory.model"
 PRESET_KEY = "factory.preset"
@@ -57,9 +57,9 @@ def _load_preset(name: str) -> None:
     st.session_state["playground.preset"] = name
     st.session_state[NOTICE_KEY] = (
         "info",
-        _("Preset \u201c{title}\u201d loaded into the controls. Press Apply to rebuild the factory with it.").format(
-            title=ui_i18n.tr(preset.title)
-        ),
+        _(
+            "Preset \u201c{title}\u201d loaded into the controls. Press Apply to rebuild the factory with it."
+        ).format(title=ui_i18n.tr(preset.title)),
     )
 
 
@@ -83,6 +83,8 @@ def status_card(snap: Any) -> None:
         st.badge(text, color=colour, icon=icon)
         if snap.status == "ready":
             st.caption(_("Taking orders at {url}").format(url=f"`{snap.base_url}`"))
+            if snap.report is not None and snap.report.ready_s is not None:
+                st.caption(_("Ready after {seconds}.").format(seconds=ui_i18n.seconds(snap.report.ready_s)))
         elif snap.status == "stopped":
             st.caption(_("Nothing is running. Choose your settings and press Start."))
         elif snap.status == "failed":
@@ -156,15 +158,16 @@ def draw_phases(snap: Any) -> None:
         label = _("Stopping the old factory…")
     else:
         label = _("Rebuilding the factory… {seconds} so far").format(seconds=ui_i18n.seconds(elapsed))
-    with st.status(label, state="running", expanded=True):
-        for phase in snap.phases:
-            st.markdown(
-                f":material/check_circle: {ui_i18n.tr(phase.label)} · "
-                + _("after {seconds}").format(seconds=ui_i18n.seconds(phase.seconds))
-            )
-        if snap.status == "starting":
-            st.markdown(f":material/hourglass_top: {_('Waiting for the next step…')}")
-        st.caption(_("Earlier results stay below while the factory is rebuilt."))
+    # Not used as a context manager: leaving `with st.status(...)` would mark the box complete.
+    box = st.status(label, state="running", expanded=True)
+    for phase in snap.phases:
+        box.markdown(
+            f":material/check_circle: {ui_i18n.tr(phase.label)} · "
+            + _("after {seconds}").format(seconds=ui_i18n.seconds(phase.seconds))
+        )
+    if snap.status == "starting":
+        box.markdown(f":material/hourglass_top: {_('Waiting for the next step…')}")
+    box.caption(_("Earlier results stay below while the factory is rebuilt."))
 
 
 def problem_box(problem: Problem, manager: Any, failed_start: bool) -> None:
@@ -179,9 +182,7 @@ def problem_box(problem: Problem, manager: Any, failed_start: bool) -> None:
         flag = flags.get(problem.flag)
         value = widgets.value_text(flag, problem.suggestion)
         label = (
-            _("Use {value} for {cli} and start again")
-            if failed_start
-            else _("Use {value} for {cli}")
+            _("Use {value} for {cli} and start again") if failed_start else _("Use {value} for {cli}")
         ).format(value=value, cli=flag.cli)
         st.button(
             label,
@@ -196,7 +197,9 @@ def problem_box(problem: Problem, manager: Any, failed_start: bool) -> None:
 # ------------------------------------------------------------------------------------------ flag groups
 
 
-def flag_groups(pending: ServerConfig, baseline: ServerConfig, running: ServerConfig | None, backend: str) -> dict:
+def flag_groups(
+    pending: ServerConfig, baseline: ServerConfig, running: ServerConfig | None, backend: str
+) -> dict:
     """One tab per group, in the factory's order; the cards of a group in a grid of two columns."""
     values: dict[str, Any] = {}
     titles = [flag_texts.group_texts(group) for group in flags.GROUPS]
@@ -244,7 +247,9 @@ def _door_warnings(name: str, value: Any) -> None:
 def changes_summary(pending: ServerConfig, baseline: ServerConfig) -> list[str]:
     _ = ui_i18n.translator()
     changed = [
-        name for name, flag in flags.catalog().items() if widgets.is_changed(flag, baseline.get(name), pending.get(name))
+        name
+        for name, flag in flags.catalog().items()
+        if widgets.is_changed(flag, baseline.get(name), pending.get(name))
     ]
     if pending.model != baseline.model:
         changed.append("model")
@@ -255,15 +260,14 @@ def changes_summary(pending: ServerConfig, baseline: ServerConfig) -> list[str]:
     with st.container(horizontal=True, gap="small"):
         for name in changed:
             if name == "model":
-                st.badge(_("model: {old} → {new}").format(old=baseline.model, new=pending.model), color="orange")
+                st.badge(
+                    _("model: {old} → {new}").format(old=baseline.model, new=pending.model), color="orange"
+                )
                 continue
             flag = flags.get(name)
-            text = "{cli}: {old} → {new}".format(
-                cli=flag.cli,
-                old=widgets.value_text(flag, baseline.get(name)),
-                new=widgets.value_text(flag, pending.get(name)),
-            )
-            st.badge(text, color="orange")
+            old = widgets.value_text(flag, baseline.get(name))
+            new = widgets.value_text(flag, pending.get(name))
+            st.badge(f"{flag.cli}: {old} → {new}", color="orange")
     return changed
 
 
@@ -275,7 +279,9 @@ def apply_panel(manager: Any, snap: Any, pending: ServerConfig, baseline: Server
     if model_problem:
         st.error(model_problem.text(ui_i18n.current_language()), icon=":material/error:")
     else:
-        running_port = snap.config.get("port") if snap.config is not None and snap.status in LIVE_STATUSES else None
+        running_port = (
+            snap.config.get("port") if snap.config is not None and snap.status in LIVE_STATUSES else None
+        )
         problems = config_mod.validate(pending, facts, check_port=pending.get("port") != running_port)
     for problem in problems:
         problem_box(problem, manager, failed_start=False)
@@ -284,11 +290,19 @@ def apply_panel(manager: Any, snap: Any, pending: ServerConfig, baseline: Server
     nothing_to_do = live and not changed and snap.status == "ready"
     blocked = bool(problems) or bool(model_problem) or nothing_to_do
     with st.container(horizontal=True, gap="small"):
-        if st.button(label, type="primary", icon=":material/play_arrow:", disabled=blocked, key="factory.apply"):
+        if st.button(
+            label, type="primary", icon=":material/play_arrow:", disabled=blocked, key="factory.apply"
+        ):
             _apply(manager, pending)
             st.rerun()
         if snap.status in ("starting", "ready", "failed"):
-            st.button(_("Stop the factory"), icon=":material/stop:", key="factory.stop", on_click=_stop, args=(manager,))
+            st.button(
+                _("Stop the factory"),
+                icon=":material/stop:",
+                key="factory.stop",
+                on_click=_stop,
+                args=(manager,),
+            )
         if changed and snap.config is not None:
             st.button(
                 _("Undo my changes"),
@@ -305,14 +319,20 @@ def apply_panel(manager: Any, snap: Any, pending: ServerConfig, baseline: Server
         st.caption(_("Eager mode is off: on this CPU the start includes a compile step of about a minute."))
 
 
-def prediction_metrics(pending: ServerConfig, backend: str) -> MemoryPrediction | None:
-    _ = ui_i18n.translator()
+def compute_prediction(pending: ServerConfig, backend: str) -> MemoryPrediction | None:
     _facts, shape, _problem = state.model_facts(pending.model)
-    st.markdown(f"**:material/calculate: {_('Predicted before any restart')}**")
     if shape is None:
-        st.caption(_("The model's shape is not known offline, so there is nothing to predict yet."))
         return None
-    prediction = predict(pending, shape, backend, state.machine().total_memory_bytes)
+    machine = state.machine()
+    return predict(pending, shape, backend, machine.total_memory_bytes, gpu_count=max(machine.gpu_count, 1))
+
+
+def prediction_metrics(prediction: MemoryPrediction | None) -> None:
+    _ = ui_i18n.translator()
+    st.markdown(f"**:material/calculate: {_('Predicted before any restart')}**")
+    if prediction is None:
+        st.caption(_("The model's shape is not known offline, so there is nothing to predict yet."))
+        return
     top, bottom = st.columns(2), st.columns(2)
     columns = [*top, *bottom]
     columns[0].metric(
@@ -320,7 +340,7 @@ def prediction_metrics(pending: ServerConfig, backend: str) -> MemoryPrediction 
     )
     columns[1].metric(
         _("Room per token"),
-        _("{value} KiB").format(value=ui_i18n.number((prediction.kv_bytes_per_token or 0) / 1024, 1)),
+        _("{value} KiB").format(value=ui_i18n.number(prediction.kv_bytes_per_token / 1024, 1)),
         help=_("Warehouse space one token of work in progress takes (its keys and values)."),
     )
     columns[2].metric(
@@ -335,19 +355,46 @@ def prediction_metrics(pending: ServerConfig, backend: str) -> MemoryPrediction 
         else "–",
         help=_("How many customers fit in the warehouse if each one fills the whole conveyor belt."),
     )
-    return prediction
+
+
+def predicted_problems(prediction: MemoryPrediction | None, manager: Any) -> None:
+    """What the arithmetic says will go wrong, before anything is started."""
+    _ = ui_i18n.translator()
+    if prediction is None:
+        return
+    for problem in prediction.problems:
+        st.warning(
+            _("Predicted: {problem}").format(problem=problem.text(ui_i18n.current_language())),
+            icon=":material/warning:",
+        )
+        if problem.suggestion is not None and problem.flag:
+            flag = flags.get(problem.flag)
+            st.button(
+                _("Use {value} for {cli}").format(
+                    value=widgets.value_text(flag, problem.suggestion), cli=flag.cli
+                ),
+                icon=":material/build:",
+                key=f"factory.predicted_fix.{problem.code}",
+                on_click=_use_suggestion,
+                args=(problem.flag, problem.suggestion, None),
+            )
 
 
 def prediction_chart(pending: ServerConfig, prediction: MemoryPrediction | None, snap: Any) -> None:
     _ = ui_i18n.translator()
     if prediction is None:
         return
+    reserved = [d.reserved_bytes for d in prediction.devices if d.reserved_bytes is not None]
     figure = charts.memory_prediction_figure(
-        prediction.weights_gib, prediction.kv_cache_gib, prediction.reserved_gib, _=_
+        prediction.weights_gib,
+        prediction.kv_cache_gib,
+        sum(reserved) / GIB if reserved else None,
+        _=_,
+        lang=ui_i18n.current_language(),
     )
     st.plotly_chart(figure, width="stretch", config={"displayModeBar": False}, key="factory.memory_chart")
     _lanes_hint(pending, prediction)
-    _compare_with_measured(prediction, snap)
+    _compare_with_measured(snap)
 
 
 def _lanes_hint(pending: ServerConfig, prediction: MemoryPrediction) -> None:
@@ -364,7 +411,7 @@ def _lanes_hint(pending: ServerConfig, prediction: MemoryPrediction) -> None:
         )
 
 
-def _compare_with_measured(prediction: MemoryPrediction, snap: Any) -> None:
+def _compare_with_measured(snap: Any) -> None:
     _ = ui_i18n.translator()
     report = snap.report
     if report is None or report.kv_cache_tokens is None or snap.status != "ready":
@@ -410,12 +457,20 @@ def last_start_report(snap: Any) -> None:
                 else "–",
             )
         elif report.error is not None:
-            st.caption(_("It did not reach ready: {reason}").format(reason=report.error.text(ui_i18n.current_language())))
-        phases = [(ui_i18n.tr(_phase_label(entry["phase"])), float(entry["seconds"])) for entry in report.startup]
+            st.caption(
+                _("It did not reach ready: {reason}").format(
+                    reason=report.error.text(ui_i18n.current_language())
+                )
+            )
+        phases = [
+            (ui_i18n.tr(_phase_label(entry["phase"])), float(entry["seconds"])) for entry in report.startup
+        ]
         if phases:
             with st.expander(_("Where the start time went"), icon=":material/timer:"):
-                figure = charts.startup_phases_figure(phases, _=_)
-                st.plotly_chart(figure, width="stretch", config={"displayModeBar": False}, key="factory.phases_chart")
+                figure = charts.startup_phases_figure(phases, _=_, lang=ui_i18n.current_language())
+                st.plotly_chart(
+                    figure, width="stretch", config={"displayModeBar": False}, key="factory.phases_chart"
+                )
         if report.command:
             with st.expander(_("The exact command of this start"), icon=":material/terminal:"):
                 st.code(report.command_text, language="bash", wrap_lines=True)
@@ -482,13 +537,16 @@ def page() -> None:
         apply_column, prediction_column = st.columns([1, 2], gap="large")
         with apply_column:
             apply_panel(manager, snap, pending, baseline, backend)
+        prediction = compute_prediction(pending, backend)
         with prediction_column:
-            prediction = prediction_metrics(pending, backend)
+            prediction_metrics(prediction)
+        predicted_problems(prediction, manager)
         prediction_chart(pending, prediction, snap)
     report_column, command_column = st.columns([1, 1], gap="large")
     with report_column:
         last_start_report(snap)
     with command_column:
         command_panel(pending)
+
 
 page()

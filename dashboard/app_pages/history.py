@@ -1,9 +1,329 @@
-"""History (to be filled in): every start and every measurement, kept to compare."""
+"""History: every start and every measurement, kept to compare. Before and after each Apply, two runs
+side by side, and each run as a command, JSON, CSV or a bilingual report."""
 
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
 import streamlit as st
 
+from dashboard.engine import flags
+from dashboard.history import export
+from dashboard.history.records import RunRecord, flatten
+from dashboard.i18n import translator as core_translator
+from dashboard.ui import history_view as view
 from dashboard.ui import i18n as ui_i18n
+from dashboard.ui import measure_charts, state
 
-_ = ui_i18n.translator()
-st.title(_("History"))
-st.write(_("Every start and every measurement is kept here, so two runs can be compared side by side."))
+KIND_FILTER_KEY = "history.kinds"
+PICK_A_KEY, PICK_B_KEY, PICK_ONE_KEY = "history.a", "history.b", "history.one"
+ZIP_KEY = "history.zip"
+LIST_LIMIT = 200
+GOOD, BAD = "#D6F5DD", "#FBD9D9"
+
+
+def _number(value: float, digits: int = 0) -> str:
+    return ui_i18n.number(value, digits)
+
+
+def kind_name(kind: str) -> str:
+    return ui_i18n.tr(view.KIND_NAMES.get(kind, kind))
+
+
+def status_name(status: str) -> str:
+    return ui_i18n.tr(view.STATUS_NAMES.get(status, status))
+
+
+def run_title(run: RunRecord) -> str:
+    lang = ui_i18n.current_language()
+    label = f" · {run.label}" if run.label else ""
+    return f"#{run.id} · {kind_name(run.kind)} · {view.when(run.created_at, lang)}{label}"
+
+
+def flag_name(name: str) -> str:
+    try:
+        return flags.get(name).cli
+    except KeyError:
+        return name
+
+
+# ------------------------------------------------------------------------------------------ the list
+
+
+def run_table(runs: list[RunRecord]) -> pd.DataFrame:
+    _ = ui_i18n.translator()
+    lang = ui_i18n.current_language()
+    return pd.DataFrame(
+        {
+            "#": [run.id for run in runs],
+            _("Kind"): [kind_name(run.kind) for run in runs],
+            _("When"): [view.when(run.created_at, lang) for run in runs],
+            _("Label"): [run.label for run in runs],
+            _("Status"): [status_name(run.status) for run in runs],
+            _("Key figures"): [
+                view.verdict_of(run, lang) or view.key_figures_text(run, _number, _) for run in runs
+            ],
+            _("Rows"): [run.row_count for run in runs],
+        }
+    )
+
+
+def list_section(runs: list[RunRecord]) -> list[RunRecord]:
+    _ = ui_i18n.translator()
+    st.subheader(f":material/list: {_('Every run')}")
+    kinds = sorted({run.kind for run in runs}, key=list(view.KIND_NAMES).index)
+    chosen = st.pills(
+        _("Show"), kinds, selection_mode="multi", default=kinds, format_func=kind_name, key=KIND_FILTER_KEY
+    )
+    shown = [run for run in runs if run.kind in (chosen or kinds)]
+    st.dataframe(run_table(shown), hide_index=True, width="stretch", key="history.table")
+    interrupted = sum(1 for run in shown if run.status == "interrupted")
+    if interrupted:
+        st.caption(
+            ui_i18n.plural_translator()(
+                "{n} run was interrupted (the app or the computer stopped while it ran); its measured rows "
+                "are kept.",
+                "{n} runs were interrupted (the app or the computer stopped while they ran); their measured "
+                "rows are kept.",
+                interrupted,
+            ).format(n=_number(interrupted))
+        )
+    return shown
+
+
+# ------------------------------------------------------------------------------------------ before / after
+
+
+def startup_metric(
+    column: Any, label: str, run: RunRecord, key: str, digits: int, other: RunRecord | None
+) -> None:
+    value = (run.summary or {}).get(key)
+    delta = None
+    if other is not None and isinstance(value, int | float):
+        before = (other.summary or {}).get(key)
+        if isinstance(before, int | float):
+            delta = _number(value - before, digits)
+            if value - before > 0:
+                delta = "+" + delta
+    colour = "inverse" if view.direction(key) < 0 else "normal"
+    column.metric(label, _number(value, digits) if isinstance(value, int | float) else "–", delta, colour)
+
+
+def measurement_line(run: RunRecord | None) -> str:
+    _ = ui_i18n.translator()
+    if run is None:
+        return _("No request was measured with these settings yet (try the playground).")
+    return _("Measured ({kind}): {figures}").format(
+        kind=kind_name(run.kind), figures=view.key_figures_text(run, _number, _)
+    )
+
+
+def draw_pair(pair: view.ApplyPair) -> None:
+    _ = ui_i18n.translator()
+    if pair.changes:
+        lines = [
+            f"- `{flag_name(name)}`: {view.value_label(a, _)} → **{view.value_label(b, _)}**"
+            for name, a, b in pair.changes
+        ]
+        st.markdown("\n".join(lines))
+    else:
+        st.caption(_("The same settings were started twice."))
+    before, after = st.columns(2, gap="large")
+    for column, run, other, title, measured in (
+        (before, pair.before, None, _("Before"), pair.measured_before),
+        (after, pair.after, pair.before, _("After"), pair.measured_after),
+    ):
+        with column, st.container(border=True):
+            st.markdown(f"**{title}** · {run_title(run)}")
+            if run.status != "done":
+                st.caption(_("This start failed: {status}").format(status=status_name(run.status)))
+            cells = st.columns(3)
+            startup_metric(cells[0], _("Ready after (s)"), run, "ready_s", 1, other)
+            startup_metric(cells[1], _("Warehouse tokens"), run, "kv_cache_tokens", 0, other)
+            startup_metric(cells[2], _("Full belts at once"), run, "max_concurrency", 2, other)
+            st.caption(measurement_line(measured))
+
+
+def apply_section(runs: list[RunRecord]) -> None:
+    _ = ui_i18n.translator()
+    st.subheader(f":material/compare_arrows: {_('Before and after each Apply')}")
+    pairs = view.apply_pairs(runs)
+    if not pairs:
+        st.caption(_("After two starts of the factory, the last one appears here beside the one before it."))
+        return
+    draw_pair(pairs[0])
+    if len(pairs) > 1:
+        with st.expander(_("Earlier Apply"), icon=":material/history:"):
+            for pair in pairs[1:]:
+                st.markdown(f"**{run_title(pair.before)} → {run_title(pair.after)}**")
+                draw_pair(pair)
+                st.divider()
+
+
+# ------------------------------------------------------------------------------------------ compare
+
+
+def delta_table(rows: list[view.DeltaRow]) -> Any:
+    _ = ui_i18n.translator()
+    words = {"better": _("better"), "worse": _("worse"), "same": _("about the same"), "": ""}
+    frame = pd.DataFrame(
+        {
+            _("Number"): [row.metric for row in rows],
+            "A": [_number(row.a, 2) for row in rows],
+            "B": [_number(row.b, 2) for row in rows],
+            _("Change"): ["–" if row.percent is None else f"{_number(row.percent, 1)} %" for row in rows],
+            _("Verdict"): [words[row.judgement] for row in rows],
+        }
+    )
+    colours = [{"better": GOOD, "worse": BAD}.get(row.judgement, "") for row in rows]
+
+    def paint(column: pd.Series) -> list[str]:
+        return [f"background-color: {c}" if c else "" for c in colours]
+
+    return frame.style.apply(paint, axis=0, subset=[_("Change"), _("Verdict")])
+
+
+def compare_section(runs: list[RunRecord], store: Any) -> None:
+    _ = ui_i18n.translator()
+    st.subheader(f":material/difference: {_('Compare two runs')}")
+    if len(runs) < 2:
+        st.caption(_("Two runs are needed to compare."))
+        return
+    ids = [run.id for run in runs]
+    titles = {run.id: run_title(run) for run in runs}
+    left, right = st.columns(2)
+    a_id = left.selectbox("A", ids, index=1, format_func=titles.get, key=PICK_A_KEY)
+    b_id = right.selectbox("B", ids, index=0, format_func=titles.get, key=PICK_B_KEY)
+    run_a, run_b = store.get_run(a_id), store.get_run(b_id)
+    lang = ui_i18n.current_language()
+    for column, run in ((left, run_a), (right, run_b)):
+        with column, st.container(border=True):
+            st.markdown(f"**{kind_name(run.kind)}** · {status_name(run.status)}")
+            st.caption(view.verdict_of(run, lang) or view.key_figures_text(run, _number, _) or "–")
+    changes = view.flag_changes(run_a.config, run_b.config)
+    if changes:
+        st.markdown(f"**{_('Settings that differ')}**")
+        st.dataframe(
+            pd.DataFrame(
+                {
+                    _("Flag"): [flag_name(name) for name, _a, _b in changes],
+                    "A": [view.value_label(a, _) for _n, a, _b in changes],
+                    "B": [view.value_label(b, _) for _n, _a, b in changes],
+                }
+            ),
+            hide_index=True,
+            width="stretch",
+        )
+    else:
+        st.caption(_("Both runs used the same settings."))
+    rows = view.delta_rows(run_a, run_b)
+    if not rows:
+        st.caption(_("These two runs share no numbers to compare."))
+        return
+    st.markdown(f"**{_('Numbers side by side')}**")
+    st.dataframe(delta_table(rows), hide_index=True, width="stretch")
+    if any(row.percent is not None for row in rows):
+        figure = view.comparison_figure(rows, _)
+        st.plotly_chart(figure, width="stretch", config=measure_charts.NO_BAR, key="history.compare_chart")
+
+
+# ------------------------------------------------------------------------------------------ one run
+
+
+def downloads(run: RunRecord) -> None:
+    _ = ui_i18n.translator()
+    stem = f"lego-factory-run-{run.id}"
+    st.markdown(f"**{_('The command that starts the same server')}**")
+    st.code(export.as_command(run), language="bash", wrap_lines=True)
+    with st.container(horizontal=True, gap="small"):
+        st.download_button(
+            _("JSON"), export.as_json(run), f"{stem}.json", "application/json", icon=":material/data_object:"
+        )
+        st.download_button(_("CSV"), export.as_csv(run), f"{stem}.csv", "text/csv", icon=":material/table:")
+        st.download_button(
+            _("Report (Vietnamese + English)"),
+            export.as_markdown(run, "both"),
+            f"{stem}.md",
+            "text/markdown",
+            icon=":material/description:",
+        )
+    if view.run_figure(run) is None:
+        return
+    ready = st.session_state.get(ZIP_KEY)
+    if ready and ready[0] == run.id:
+        st.download_button(
+            _("Report with charts (zip)"),
+            ready[1],
+            f"{stem}.zip",
+            "application/zip",
+            icon=":material/folder_zip:",
+            key="history.zip_download",
+        )
+        if not ready[2]:
+            st.caption(
+                _("The charts could not be drawn as pictures here, so the report holds the tables only.")
+            )
+    elif st.button(
+        _("Prepare the report with its charts"), icon=":material/image:", key="history.zip_button"
+    ):
+        with st.spinner(_("Drawing the charts…")):
+            images = view.chart_pngs(run, export.REPORT_LANGUAGES, core_translator)
+            st.session_state[ZIP_KEY] = (run.id, view.report_zip(run, images), bool(images))
+        st.rerun()
+
+
+def run_section(runs: list[RunRecord], store: Any) -> None:
+    _ = ui_i18n.translator()
+    st.subheader(f":material/description: {_('One run in detail')}")
+    ids = [run.id for run in runs]
+    titles = {run.id: run_title(run) for run in runs}
+    run_id = st.selectbox(_("Run"), ids, format_func=titles.get, key=PICK_ONE_KEY)
+    run = store.get_run(run_id)
+    verdict = view.verdict_of(run, ui_i18n.current_language())
+    if verdict:
+        st.success(verdict, icon=":material/gavel:")
+    figure = view.run_figure(run, _)
+    if figure is not None:
+        st.plotly_chart(figure, width="stretch", config=measure_charts.NO_BAR, key="history.run_chart")
+    if run.rows:
+        with st.expander(
+            _("Measured rows ({n})").format(n=_number(len(run.rows))), icon=":material/table_rows:"
+        ):
+            st.dataframe(
+                pd.DataFrame([{"#": row.seq, **flatten(row.data)} for row in run.rows]).astype(str),
+                hide_index=True,
+            )
+    downloads(run)
+
+
+# ------------------------------------------------------------------------------------------ page
+
+
+def page() -> None:
+    _ = ui_i18n.translator()
+    st.title(_("History"))
+    st.markdown(
+        _("Every start and every measurement is kept here, so two runs can be compared side by side.")
+    )
+    store = state.get_store()
+    if store is None:
+        st.error(
+            _("The history file cannot be opened, so nothing can be shown or kept."), icon=":material/error:"
+        )
+        return
+    runs = store.list_runs(limit=LIST_LIMIT)
+    if not runs:
+        st.info(
+            _("Nothing yet. Start the factory, send a request or run a measurement: it will appear here."),
+            icon=":material/inbox:",
+        )
+        return
+    apply_section(runs)
+    shown = list_section(runs)
+    if shown:
+        compare_section(shown, store)
+        run_section(shown, store)
+
+
+page()

@@ -82,7 +82,9 @@ def request_settings(preset: Preset) -> tuple[bool, int, float]:
             value=preset.request.schema is not None,
             key=f"playground.json.{preset.name}",
             disabled=not has_schema,
-            help=_("The server may only write JSON that fits the preset's schema: one emotion and learn_score."),
+            help=_(
+                "The server may only write JSON that fits the preset's schema: one emotion and learn_score."
+            ),
             persist_state="session",
         )
         max_tokens = st.slider(
@@ -106,7 +108,9 @@ def request_settings(preset: Preset) -> tuple[bool, int, float]:
     return json_mode, max_tokens, temperature
 
 
-def build_request(preset: Preset, user_text: str, json_mode: bool, max_tokens: int, temperature: float) -> RequestSpec:
+def build_request(
+    preset: Preset, user_text: str, json_mode: bool, max_tokens: int, temperature: float
+) -> RequestSpec:
     spec = preset.request.with_user_text(user_text)
     schema = preset.json_schema if json_mode else None
     return replace(spec, max_tokens=max_tokens, temperature=temperature, schema=schema)
@@ -169,7 +173,8 @@ def show_timing(timing: RequestTiming, json_mode: bool) -> None:
     if timing.finish_reason == "length":
         st.warning(
             _(
-                "The answer was cut off: it reached max_tokens, like a belt that ends before the model is finished. "
+                "The answer was cut off: it reached max_tokens, like a belt that ends before the model is "
+                "finished. "
                 "Raise \u201cLongest answer\u201d to let it finish."
             ),
             icon=":material/content_cut:",
@@ -182,12 +187,16 @@ def show_timing(timing: RequestTiming, json_mode: bool) -> None:
             st.badge(_("not valid JSON"), color="red", icon=":material/data_object:")
 
 
-def save_reply(snap: Any, preset: Preset, request: RequestSpec, json_mode: bool, timing: RequestTiming) -> None:
+def save_reply(
+    snap: Any, preset: Preset, request: RequestSpec, json_mode: bool, timing: RequestTiming
+) -> None:
     store = state.get_store()
     if store is None:
         return
     try:
-        run_id = store.create_run("playground", mask_config(snap.config), label=preset.name, backend=state.backend())
+        run_id = store.create_run(
+            "playground", mask_config(snap.config), label=preset.name, backend=state.backend()
+        )
         row = timing.to_dict() | {
             "json_mode": json_mode,
             "max_tokens": request.max_tokens,
@@ -224,8 +233,8 @@ def show_burst(result: Any, lanes: int | None, single_e2e_ms: float | None) -> N
     columns[1].metric(_("Answers per second"), ui_i18n.number(result.requests_per_s, 1))
     columns[2].metric(_("Answer tokens per second"), ui_i18n.number(result.output_tokens_per_s, 0))
     columns[3].metric(_("Middle first-token wait"), ui_i18n.milliseconds(result.ttft_ms.p50))
-    ttfts = sorted((t.ttft_ms for t in result.timings if t.ok and t.ttft_ms is not None))
-    figure = charts.burst_ttft_figure(ttfts, lanes=lanes, _=_)
+    ttfts = sorted(t.ttft_ms for t in result.timings if t.ok and t.ttft_ms is not None)
+    figure = charts.burst_ttft_figure(ttfts, lanes=lanes, _=_, lang=ui_i18n.current_language())
     st.plotly_chart(figure, width="stretch", config={"displayModeBar": False}, key="playground.burst_chart")
     story = ngettext(
         "{n} customer arrived: one lane served them.",
@@ -236,8 +245,12 @@ def show_burst(result: Any, lanes: int | None, single_e2e_ms: float | None) -> N
     st.markdown(f":material/groups: {story}")
     if single_e2e_ms and copies > 1:
         st.caption(
-            _("One after another, at the speed of your single request ({single}), they would have needed about {serial}.").format(
-                single=ui_i18n.milliseconds(single_e2e_ms), serial=ui_i18n.seconds(single_e2e_ms * copies / 1000)
+            _(
+                "One after another, at the speed of your single request ({single}), they would have needed "
+                "about {serial}."
+            ).format(
+                single=ui_i18n.milliseconds(single_e2e_ms),
+                serial=ui_i18n.seconds(single_e2e_ms * copies / 1000),
             )
         )
     if lanes is not None and copies > lanes:
@@ -245,7 +258,8 @@ def show_burst(result: Any, lanes: int | None, single_e2e_ms: float | None) -> N
         st.caption(
             ngettext(
                 "Only {lanes} lanes are open, so {waiting} customer waited in the queue first (orange bar).",
-                "Only {lanes} lanes are open, so {waiting} customers waited in the queue first (orange bars).",
+                "Only {lanes} lanes are open, so {waiting} customers waited in the queue first (orange "
+                "bars).",
                 waiting,
             ).format(lanes=ui_i18n.number(lanes), waiting=ui_i18n.number(waiting))
         )
@@ -264,10 +278,14 @@ def save_burst(snap: Any, preset: Preset, result: Any) -> None:
     if store is None:
         return
     try:
-        run_id = store.create_run("load", mask_config(snap.config), label=f"{preset.name} ×{result.sent}", backend=state.backend())
+        run_id = store.create_run(
+            "load", mask_config(snap.config), label=f"{preset.name} ×{result.sent}", backend=state.backend()
+        )
         for timing in result.timings:
             store.add_row(run_id, timing.to_dict())
-        store.finish_run(run_id, result.to_dict(with_timings=False), status="done" if not result.errors else "failed")
+        store.finish_run(
+            run_id, result.to_dict(with_timings=False), status="done" if not result.errors else "failed"
+        )
     except Exception:
         pass
 
@@ -279,17 +297,27 @@ def not_ready_notice(snap: Any) -> None:
     _ = ui_i18n.translator()
     manager = state.get_manager()
     if snap.busy:
-        st.info(_("The factory is being rebuilt. The Send button wakes up as soon as it is ready."), icon=":material/hourglass_top:")
+        st.info(
+            _("The factory is being rebuilt. The Send button wakes up as soon as it is ready."),
+            icon=":material/hourglass_top:",
+        )
         return
     st.info(
-        _("The factory is not running, so there is nobody to answer yet. Start it here or on the factory floor."),
+        _(
+            "The factory is not running, so there is nobody to answer yet. Start it here or on the factory "
+            "floor."
+        ),
         icon=":material/power_settings_new:",
     )
     with st.container(horizontal=True, gap="small"):
-        if st.button(_("Start the factory"), type="primary", icon=":material/play_arrow:", key="playground.start"):
+        if st.button(
+            _("Start the factory"), type="primary", icon=":material/play_arrow:", key="playground.start"
+        ):
             config = widgets.pending_config(state.starting_config)
             if not manager.apply(config):
-                st.warning(_("A restart is already under way: wait a moment."), icon=":material/hourglass_top:")
+                st.warning(
+                    _("A restart is already under way: wait a moment."), icon=":material/hourglass_top:"
+                )
             st.rerun()
         st.page_link("app_pages/factory.py", label=_("Go to the factory floor"), icon=":material/factory:")
 
@@ -298,7 +326,9 @@ def page() -> None:
     _ = ui_i18n.translator()
     snap = state.get_manager().snapshot()
     st.title(_("Prompt playground"))
-    st.markdown(_("Send a real request to the factory and watch the answer arrive, piece by piece, with its timings."))
+    st.markdown(
+        _("Send a real request to the factory and watch the answer arrive, piece by piece, with its timings.")
+    )
     ready = snap.status == "ready"
     if not ready:
         not_ready_notice(snap)
@@ -313,8 +343,12 @@ def page() -> None:
     request = build_request(preset, user_text, json_mode, max_tokens, temperature)
 
     st.subheader(f":material/chat: {_('One customer')}")
-    send = st.button(_("Send"), type="primary", icon=":material/send:", disabled=not ready, key="playground.send")
+    send = st.button(
+        _("Send"), type="primary", icon=":material/send:", disabled=not ready, key="playground.send"
+    )
     box = st.empty()
+    if send or RESULT_KEY in st.session_state:
+        box = st.chat_message("assistant", avatar=":material/smart_toy:").empty()
     if send:
         timing = send_once(snap, request, json_mode, box)
         st.session_state[RESULT_KEY] = (timing, json_mode)
@@ -330,9 +364,14 @@ def page() -> None:
     st.caption(
         _("Many customers arrive at the same moment. Watch how the open lanes (max-num-seqs) share the work.")
     )
-    copies = st.slider(_("Customers arriving together (N)"), 1, 64, 8, key="playground.copies", persist_state="session")
+    copies = st.slider(
+        _("Customers arriving together (N)"), 1, 64, 8, key="playground.copies", persist_state="session"
+    )
     if st.button(
-        _("Send {n} at once").format(n=copies), icon=":material/rocket_launch:", disabled=not ready, key="playground.burst_button"
+        _("Send {n} at once").format(n=copies),
+        icon=":material/rocket_launch:",
+        disabled=not ready,
+        key="playground.burst_button",
     ):
         with st.spinner(_("Serving {n} customers…").format(n=copies)):
             result = send_burst(snap, request, json_mode, copies)

@@ -66,7 +66,10 @@ GROUP_TEXTS: dict[str, GroupTexts] = {
     ),
     "doors": GroupTexts(
         N_("Doors and keys"),
-        N_("Who may come in and how: the front door (host), its number (port), the door key and the master key."),
+        N_(
+            "Who may come in and how: the front door (host), its number (port), the door key and the master "
+            "key."
+        ),
         ":material/door_front:",
     ),
 }
@@ -113,7 +116,9 @@ FLAG_TEXTS: dict[str, FlagTexts] = {
             "The startup report's KV cache tokens and maximum concurrency grow in step with this number. "
             "A single answer does not get faster; more customers fit at once."
         ),
-        risk=N_("More than the free memory and the start fails, or the computer slows down as it runs out of RAM."),
+        risk=N_(
+            "More than the free memory and the start fails, or the computer slows down as it runs out of RAM."
+        ),
         notes={
             "cuda": N_("On a GPU this exact size wins over the warehouse share when both are set."),
         },
@@ -121,7 +126,8 @@ FLAG_TEXTS: dict[str, FlagTexts] = {
     "max_model_len": FlagTexts(
         label=N_("Longest conveyor belt (question + answer)"),
         analogy=N_(
-            "The longest model the belt can carry, counted in tokens for the question and the answer together. "
+            "The longest model the belt can carry, counted in tokens for the question and the answer "
+            "together. "
             "A 2-metre belt cannot build a 3-metre dragon: its tail gets cut off."
         ),
         observe=N_(
@@ -129,7 +135,8 @@ FLAG_TEXTS: dict[str, FlagTexts] = {
             "Pika's question is about 430 tokens, so 1,024 is plenty."
         ),
         risk=N_(
-            "Too short and long questions are refused. Longer than the warehouse can hold and the start fails; "
+            "Too short and long questions are refused. Longer than the warehouse can hold and the start "
+            "fails; "
             "vLLM then says the longest belt that fits."
         ),
     ),
@@ -158,7 +165,10 @@ FLAG_TEXTS: dict[str, FlagTexts] = {
             "When many customers arrive together, more lanes raise the total throughput, while each customer "
             "may wait a little longer per token. Customers beyond the lanes wait in a queue."
         ),
-        risk=N_("More lanes than the warehouse can fill do not help: vLLM only runs as many as the KV cache holds."),
+        risk=N_(
+            "More lanes than the warehouse can fill do not help: vLLM only runs as many as the KV cache "
+            "holds."
+        ),
     ),
     "tensor_parallel_size": FlagTexts(
         label=N_("GPUs sharing one model (tensor parallel)"),
@@ -167,7 +177,8 @@ FLAG_TEXTS: dict[str, FlagTexts] = {
             "the halls must call each other at every step."
         ),
         observe=N_(
-            "Models too big for one GPU can run. For a tiny model like SmolLM2 it only adds phone calls between GPUs."
+            "Models too big for one GPU can run. For a tiny model like SmolLM2 it only adds phone calls "
+            "between GPUs."
         ),
         risk=N_("It needs that many GPUs, and the model's attention heads must divide evenly between them."),
         notes={"cpu": N_("No effect on CPU: splitting one model across GPUs needs several NVIDIA GPUs.")},
@@ -190,14 +201,17 @@ FLAG_TEXTS: dict[str, FlagTexts] = {
     "enforce_eager": FlagTexts(
         label=N_("Boss dictates every step (eager mode)"),
         analogy=N_(
-            "On: the boss stands beside the worker and dictates each small step (slow, but the work starts at once). "
+            "On: the boss stands beside the worker and dictates each small step (slow, but the work starts "
+            "at once). "
             "Off: the boss hands over the whole blueprint (CUDA graphs) and the worker runs through it."
         ),
         observe=N_(
             "On a GPU, turning it off makes every token much faster, while the start takes longer "
             "(compiling and recording the blueprint)."
         ),
-        risk=N_("On: slower tokens. Off: a longer start and a little more memory for the recorded blueprints."),
+        risk=N_(
+            "On: slower tokens. Off: a longer start and a little more memory for the recorded blueprints."
+        ),
         notes={
             "cpu": N_(
                 "On CPU there are no CUDA graphs (they exist only on NVIDIA GPUs): turning eager mode off "
@@ -215,14 +229,21 @@ FLAG_TEXTS: dict[str, FlagTexts] = {
             "With long questions arriving while others are being answered, the answers keep flowing "
             "without long pauses. For one customer alone little changes."
         ),
-        risk=N_("Low: current vLLM turns it on by itself. Off lets one long question hold everyone up for a moment."),
+        risk=N_(
+            "Low: current vLLM turns it on by itself. Off lets one long question hold everyone up for a "
+            "moment."
+        ),
     ),
     "optimization_level": FlagTexts(
         label=N_("Rehearsal before opening (optimisation level)"),
         analogy=N_(
-            "How much the workshop rehearses before opening its doors: 0 opens at once, 3 rehearses every move."
+            "How much the workshop rehearses before opening its doors: 0 opens at once, 3 rehearses every "
+            "move."
         ),
-        observe=N_("Higher levels make the start longer (compiling) and the tokens faster. Level 0 is close to eager mode."),
+        observe=N_(
+            "Higher levels make the start longer (compiling) and the tokens faster. Level 0 is close to "
+            "eager mode."
+        ),
         risk=N_("High levels can take minutes to start on a small machine."),
         choices={
             "0": N_("0 · open at once"),
@@ -245,7 +266,8 @@ FLAG_TEXTS: dict[str, FlagTexts] = {
     "kv_cache_dtype": FlagTexts(
         label=N_("Tray material (KV cache dtype)"),
         analogy=N_(
-            "The trays that hold work in progress. fp8 trays are thinner, so the warehouse holds twice as many, "
+            "The trays that hold work in progress. fp8 trays are thinner, so the warehouse holds twice as "
+            "many, "
             "but they are a little harder to stack."
         ),
         observe=N_("fp8 doubles the KV tokens and the maximum concurrency; answers may change slightly."),
@@ -255,22 +277,32 @@ FLAG_TEXTS: dict[str, FlagTexts] = {
     ),
     "quantization": FlagTexts(
         label=N_("Pressed bricks (quantization)"),
-        analogy=N_("Bricks pressed into a smaller shape (fp8, AWQ, GPTQ): lighter to carry, a little less detailed."),
-        observe=N_("Less memory for the weights and often faster tokens on big models; for a 135M model the gain is tiny."),
+        analogy=N_(
+            "Bricks pressed into a smaller shape (fp8, AWQ, GPTQ): lighter to carry, a little less detailed."
+        ),
+        observe=N_(
+            "Less memory for the weights and often faster tokens on big models; for a 135M model the gain "
+            "is tiny."
+        ),
         risk=N_("The model must be saved in that format (AWQ, GPTQ), or the start fails."),
         notes={"cpu": N_("No effect on CPU: these pressed formats run only on NVIDIA GPUs.")},
         choices={"none": N_("none · normal bricks")},
     ),
     "seed": FlagTexts(
         label=N_("Lucky number (random seed)"),
-        analogy=N_("The number the dice start from: the same seed gives the same rolls, so random answers repeat."),
-        observe=N_("With a temperature above 0, the same seed makes runs easier to repeat. At temperature 0 nothing changes."),
+        analogy=N_(
+            "The number the dice start from: the same seed gives the same rolls, so random answers repeat."
+        ),
+        observe=N_(
+            "With a temperature above 0, the same seed makes runs easier to repeat. At temperature 0 "
+            "nothing changes."
+        ),
         risk=N_("None for speed."),
     ),
     "enable_log_requests": FlagTexts(
         label=N_("Loudspeaker for every order (request logging)"),
         analogy=N_(
-            "A loudspeaker that shouts \"Hello! New order!\" for every customer: "
+            'A loudspeaker that shouts "Hello! New order!" for every customer: '
             "handy when looking for a problem, noisy when the factory is busy."
         ),
         observe=N_("Every request writes lines to the server log; the speed hardly changes at small loads."),
@@ -282,7 +314,8 @@ FLAG_TEXTS: dict[str, FlagTexts] = {
     "host": FlagTexts(
         label=N_("Front door (host)"),
         analogy=N_(
-            "127.0.0.1: only people inside the factory can place orders. 0.0.0.0: the main door and the windows "
+            "127.0.0.1: only people inside the factory can place orders. 0.0.0.0: the main door and the "
+            "windows "
             "are open, so anyone passing by on the network can order, unless a guard checks for a key."
         ),
         observe=N_("With 0.0.0.0, robots and computers on other machines can reach the server."),
@@ -301,7 +334,7 @@ FLAG_TEXTS: dict[str, FlagTexts] = {
     "api_key": FlagTexts(
         label=N_("Door key (API key)"),
         analogy=N_("A guard at the door lets in only the customers who show this key."),
-        observe=N_("Requests without the key get \"HTTP 401\". The playground sends the key for you."),
+        observe=N_('Requests without the key get "HTTP 401". The playground sends the key for you.'),
         risk=N_("The key guards /v1 but not /metrics, and anyone who sees the command line sees the key."),
     ),
     "trust_remote_code": FlagTexts(
@@ -315,14 +348,15 @@ FLAG_TEXTS: dict[str, FlagTexts] = {
             "Models that ship their own code refuse to load without it."
         ),
         risk=N_(
-            "The model's files can run any Python code on this computer. Turn it on only for models you trust."
+            "The model's files can run any Python code on this computer. Turn it on only for models you "
+            "trust."
         ),
     ),
     "served_model_name": FlagTexts(
         label=N_("Name on the shop sign (served model name)"),
         analogy=N_("The name customers use when they order. Empty means the model's own name."),
-        observe=N_("Requests must use this name in their \"model\" field."),
-        risk=N_("Clients that still use the old name get \"model not found\"."),
+        observe=N_('Requests must use this name in their "model" field.'),
+        risk=N_('Clients that still use the old name get "model not found".'),
     ),
 }
 
@@ -332,7 +366,9 @@ def texts_for(texts_key: str) -> FlagTexts:
     try:
         return FLAG_TEXTS[texts_key]
     except KeyError:
-        raise KeyError(f"no texts for flag {texts_key!r}; add them to dashboard/engine/flag_texts.py") from None
+        raise KeyError(
+            f"no texts for flag {texts_key!r}; add them to dashboard/engine/flag_texts.py"
+        ) from None
 
 
 def group_texts(group: str) -> GroupTexts:

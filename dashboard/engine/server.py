@@ -18,7 +18,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -35,7 +34,6 @@ from dashboard.engine.report import ServerSnapshot, StartupReport, mask_config, 
 from dashboard.engine.startup_log import Phase, StartupWatcher
 from dashboard.i18n import N_
 
-RUN_MARKER_ENV = "LEGO_FACTORY_RUN"  # set in the server's environment; every descendant inherits it
 STATE_FILE = "server.json"
 STOP_GRACE_S = 15.0
 POLL_S = 0.2
@@ -59,7 +57,6 @@ class _Launch:
     base_url: str
     served_name: str
     api_key: str | None
-    marker: str
     deadline: float
     on_phase: PhaseCallback | None = None
     status: str = "starting"
@@ -295,7 +292,6 @@ class ServerManager:
         logs = self.workdir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         log_path = logs / f"server-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{generation}.log"
-        marker = uuid.uuid4().hex
         started_at = time.time()
         with open(log_path, "wb") as log_file:
             proc = subprocess.Popen(
@@ -304,7 +300,7 @@ class ServerManager:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                env=self._child_env(marker),
+                env=self._child_env(),
                 cwd=self.workdir,
             )
         host = config.get("host") or "127.0.0.1"
@@ -320,7 +316,6 @@ class ServerManager:
             base_url=f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}",
             served_name=served_name,
             api_key=config.get("api_key") or None,
-            marker=marker,
             deadline=started_at + timeout,
             on_phase=on_phase,
         )
@@ -335,7 +330,7 @@ class ServerManager:
         ).start()
         return launch
 
-    def _child_env(self, marker: str) -> dict[str, str]:
+    def _child_env(self) -> dict[str, str]:
         env = dict(os.environ)
         env["NCCL_NVLS_ENABLE"] = "0"
         env["PYTHONUNBUFFERED"] = "1"
@@ -343,7 +338,6 @@ class ServerManager:
         env.setdefault("DO_NOT_TRACK", "1")
         if self.backend == "cuda":
             env["VLLM_USE_FLASHINFER_SAMPLER"] = "0"
-        env[RUN_MARKER_ENV] = marker
         return env
 
     def _running_port(self) -> int | None:
@@ -460,9 +454,9 @@ class ServerManager:
         processes = _known_processes(launch)
         _signal_group(launch, processes, signal.SIGTERM)
         alive = _wait_gone(processes, grace)
-        leftovers = alive + [
-            p for p in _marked_processes(launch.marker) if p.pid not in {a.pid for a in alive}
-        ]
+        seen = {process.pid for process in alive}
+        late = [p for p in _session_processes(launch.pid, launch.started_at) if p.pid not in seen]
+        leftovers = alive + late
         if leftovers:
             _signal_group(launch, leftovers, signal.SIGKILL)
             for process in leftovers:
@@ -480,10 +474,10 @@ class ServerManager:
         except (OSError, ValueError):
             return []
         owner = state.get("owner_pid")
-        if owner and owner != os.getpid() and psutil.pid_exists(owner) and _same_start(owner, state):
+        if owner and psutil.pid_exists(owner) and _same_start(owner, state):
             return []  # its app is still running: not an orphan
         killed = []
-        for process in _marked_processes(state.get("marker", "")):
+        for process in _session_processes(int(state.get("pid", 0)), float(state.get("started_at", 0))):
             with contextlib.suppress(psutil.Error):
                 process.kill()
                 killed.append(process.pid)
@@ -496,7 +490,7 @@ class ServerManager:
             "owner_pid": os.getpid(),
             "owner_started": psutil.Process().create_time(),
             "pid": launch.pid,
-            "marker": launch.marker,
+            "started_at": launch.started_at,
             "log_path": str(launch.log_path),
         }
         with contextlib.suppress(OSError):
@@ -505,7 +499,7 @@ class ServerManager:
     def _forget_state_file(self, launch: _Launch) -> None:
         path = self.workdir / STATE_FILE
         with contextlib.suppress(OSError, ValueError):
-            if json.loads(path.read_text(encoding="utf-8")).get("marker") == launch.marker:
+            if json.loads(path.read_text(encoding="utf-8")).get("pid") == launch.pid:
                 path.unlink()
 
     # ------------------------------------------------------------ reports
@@ -574,7 +568,7 @@ def _record_tree(launch: _Launch) -> None:
 
 def _known_processes(launch: _Launch) -> list[psutil.Process]:
     known = {p.pid: p for p in list(launch.tree.values()) if _alive(p)}
-    for process in _marked_processes(launch.marker):
+    for process in _session_processes(launch.pid, launch.started_at):
         known.setdefault(process.pid, process)
     return list(known.values())
 
@@ -596,19 +590,24 @@ def _wait_gone(processes: list[psutil.Process], timeout: float) -> list[psutil.P
     return alive
 
 
-def _marked_processes(marker: str) -> list[psutil.Process]:
-    """Live processes whose environment carries this launch's marker (found even after reparenting)."""
-    if not marker:
+def _session_processes(session: int, started_at: float) -> list[psutil.Process]:
+    """Live processes of the server's own session (it was started with start_new_session, so its
+    session id is its pid). Found even after reparenting; Linux does not reuse an id while a session
+    holds it. vLLM renames its processes (VLLM::EngineCore), which wipes their visible environment,
+    so the session is the mark that stays."""
+    if session <= 0:
         return []
     found = []
-    for process in psutil.process_iter(["pid"]):
+    for process in psutil.process_iter(["pid", "create_time"]):
         if process.pid == os.getpid():
             continue
         try:
-            if process.environ().get(RUN_MARKER_ENV) == marker and _alive(process):
-                found.append(process)
-        except psutil.Error:
+            if os.getsid(process.pid) != session or process.info["create_time"] < started_at - 1.0:
+                continue
+        except (OSError, psutil.Error):
             continue
+        if _alive(process):
+            found.append(process)
     return found
 
 

@@ -75,6 +75,7 @@ class _StreamReader:
         self.usage: dict[str, Any] | None = None
         self.finish_reason: str | None = None
         self.server_error: str | None = None
+        self.done_at: float | None = None  # perf_counter stamp of the [DONE] line
 
     def feed(self, line: str, stamp: float) -> bool:
         """Read one SSE line; return False once the stream says it is done."""
@@ -82,6 +83,7 @@ class _StreamReader:
             return True
         data = line[len(DATA_PREFIX) :].strip()
         if data == DONE_MARK:
+            self.done_at = stamp
             return False
         try:
             chunk = json.loads(data)
@@ -182,12 +184,15 @@ async def stream_chat(
                 if response.status_code != 200:
                     detail = (await response.aread()).decode("utf-8", "replace")
                     return _failed(_http_error(response.status_code, detail), start, started_at)
+                # Read to the very end even after [DONE]: a stream left half-read closes the
+                # connection instead of returning it to the pool, and every request would pay a connect.
                 async for line in response.aiter_lines():
-                    if not reader.feed(line, time.perf_counter()):
-                        break
+                    if reader.done_at is None:
+                        reader.feed(line, time.perf_counter())
     except (httpx.HTTPError, TimeoutError, OSError) as exc:
         return _failed(_describe_exception(exc), start, started_at, reader)
-    return _timing_from(reader, start, time.perf_counter(), started_at)
+    end = reader.done_at if reader.done_at is not None else time.perf_counter()
+    return _timing_from(reader, start, end, started_at)
 
 
 def _http_error(status: int, body: str) -> str:

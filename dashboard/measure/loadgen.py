@@ -1,7 +1,10 @@
 """The load generator: many streamed requests at a fixed concurrency or a Poisson request rate.
 
-One `httpx.AsyncClient` with an unlimited connection pool carries every request (httpx's default pool
-of 100 connections would queue requests silently, and that queueing would look like server latency).
+Connections are never the bottleneck: httpx's default pool of 100 connections would queue requests
+silently (and the queueing would look like server latency), so clients have unlimited pools. And because
+httpcore scans its whole pool on every request event (its cost grows with the number of connections),
+each request in flight borrows its own `httpx.AsyncClient` holding one keep-alive connection from a
+free list (`ClientPool`): as many connections as requests in flight, at constant cost per request.
 Concurrency is bounded by workers (closed loop) or by an `asyncio.Semaphore` (open loop, rate mode).
 Every request is timed by `client.stream_chat`; failed requests are counted and reported, never hidden.
 
@@ -299,12 +302,46 @@ def make_client(timeout_s: float = 120.0) -> httpx.AsyncClient:
     return httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(timeout_s))
 
 
+class ClientPool:
+    """Idle clients, each keeping one connection alive; a request borrows one and gives it back.
+    With a `shared` client (tests inject a fake transport this way) every request uses that one."""
+
+    def __init__(self, timeout_s: float, shared: httpx.AsyncClient | None = None) -> None:
+        self.timeout_s = timeout_s
+        self.shared = shared
+        self._idle: list[httpx.AsyncClient] = []
+        self._all: list[httpx.AsyncClient] = []
+
+    def acquire(self) -> httpx.AsyncClient:
+        if self.shared is not None:
+            return self.shared
+        if self._idle:
+            return self._idle.pop()
+        client = make_client(self.timeout_s)
+        self._all.append(client)
+        return client
+
+    def release(self, client: httpx.AsyncClient) -> None:
+        if client is not self.shared:
+            self._idle.append(client)
+
+    @property
+    def size(self) -> int:
+        return len(self._all)
+
+    async def aclose(self) -> None:
+        for client in self._all:
+            await client.aclose()
+        self._all.clear()
+        self._idle.clear()
+
+
 class _Run:
     """State shared by the coroutines of one load test."""
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        clients: ClientPool,
         base_url: str,
         model: str,
         workload: Workload,
@@ -313,7 +350,7 @@ class _Run:
         on_progress: ProgressCallback | None,
         stop: threading.Event | None,
     ) -> None:
-        self.client, self.base_url, self.model = client, base_url, model
+        self.clients, self.base_url, self.model = clients, base_url, model
         self.workload, self.plan, self.api_key = workload, plan, api_key
         self.on_progress, self.stop = on_progress, stop
         self.timings: list[RequestTiming] = []
@@ -336,9 +373,13 @@ class _Run:
 
     async def send(self, index: int) -> RequestTiming:
         payload = self.workload.payload(self.model, index)
-        timing = await stream_chat(
-            self.client, self.base_url, payload, api_key=self.api_key, timeout=self.plan.timeout_s
-        )
+        client = self.clients.acquire()
+        try:
+            timing = await stream_chat(
+                client, self.base_url, payload, api_key=self.api_key, timeout=self.plan.timeout_s
+            )
+        finally:
+            self.clients.release(client)
         self.timings.append(timing)
         if self.on_progress is not None:
             self.on_progress(len(self.timings), self.plan.requests)
@@ -381,14 +422,14 @@ async def run_load_async(
     stop: threading.Event | None = None,
     client: httpx.AsyncClient | None = None,
 ) -> LoadResult:
-    own_client = client is None
-    http = client or make_client(plan.timeout_s)
+    clients = ClientPool(plan.timeout_s, shared=client)
     try:
+        warm = clients.acquire()
         for i in range(plan.warmup):
-            await stream_chat(
-                http, base_url, workload.payload(model, -1 - i), api_key=api_key, timeout=plan.timeout_s
-            )
-        run = _Run(http, base_url, model, workload, plan, api_key, on_progress, stop)
+            payload = workload.payload(model, -1 - i)
+            await stream_chat(warm, base_url, payload, api_key=api_key, timeout=plan.timeout_s)
+        clients.release(warm)
+        run = _Run(clients, base_url, model, workload, plan, api_key, on_progress, stop)
         started_at = time.time()
         start = time.perf_counter()
         if plan.duration_s is not None:
@@ -402,8 +443,7 @@ async def run_load_async(
             await asyncio.gather(*(run.closed_loop_worker() for _ in range(workers)))
         duration = time.perf_counter() - start
     finally:
-        if own_client:
-            await http.aclose()
+        await clients.aclose()
     return summarize(run.timings, plan, workload, duration, started_at, run.stopped)
 
 

@@ -26,8 +26,14 @@ def _identity(text: str) -> str:
     return text
 
 
-def _base_layout(figure: go.Figure, title: str, height: int) -> go.Figure:
+def separators(lang: str) -> str:
+    """Plotly's decimal and thousands marks for a language: vi writes 1.234,5 and en 1,234.5."""
+    return ",." if lang == "vi" else ".,"
+
+
+def _base_layout(figure: go.Figure, title: str, height: int, lang: str = "en") -> go.Figure:
     figure.update_layout(
+        separators=separators(lang),
         title={"text": title, "x": 0, "xanchor": "left"},
         height=height,
         margin={"l": 10, "r": 10, "t": 48, "b": 10},
@@ -42,6 +48,7 @@ def memory_prediction_figure(
     kv_cache_gib: float | None,
     reserved_gib: float | None = None,
     _: Translate = _identity,
+    lang: str = "en",
 ) -> go.Figure:
     """One stacked bar: the model's bricks (weights), the warehouse (KV cache) and, on a GPU, the rest of
     the reserved share (activations, graphs). Missing numbers are left out, never drawn as zero."""
@@ -66,14 +73,15 @@ def memory_prediction_figure(
                 orientation="h",
                 marker_color=colour,
                 hovertemplate="%{x:.2f} GiB<extra>" + label + "</extra>",
-                text=[f"{value:.2f}"],
+                text=[value],
+                texttemplate="%{text:.2f}",
                 textposition="inside",
             )
         )
     figure.update_layout(barmode="stack", showlegend=True)
     figure.update_xaxes(title_text=_("GiB"), rangemode="tozero")
     figure.update_yaxes(showticklabels=False)
-    _base_layout(figure, _("Predicted memory"), height=200)
+    _base_layout(figure, _("Predicted memory"), height=200, lang=lang)
     figure.update_layout(
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1},
         margin={"l": 10, "r": 10, "t": 40, "b": 10},
@@ -82,7 +90,7 @@ def memory_prediction_figure(
 
 
 def burst_ttft_figure(
-    ttft_ms: Sequence[float | None], lanes: int | None = None, _: Translate = _identity
+    ttft_ms: Sequence[float | None], lanes: int | None = None, _: Translate = _identity, lang: str = "en"
 ) -> go.Figure:
     """One bar per copy of the request sent at once: how long each waited for its first token.
     Copies beyond the open lanes are drawn in orange (they had to queue); failed copies are left empty."""
@@ -104,10 +112,12 @@ def burst_ttft_figure(
     )
     figure.update_xaxes(title_text=_("Copy of the request"), dtick=1 if len(copies) <= 16 else None)
     figure.update_yaxes(title_text=_("Time to first token (ms)"), rangemode="tozero")
-    return _base_layout(figure, _("Time to first token of each copy"), height=320)
+    return _base_layout(figure, _("Time to first token of each copy"), height=320, lang=lang)
 
 
-def startup_phases_figure(phases: Sequence[tuple[str, float]], _: Translate = _identity) -> go.Figure:
+def startup_phases_figure(
+    phases: Sequence[tuple[str, float]], _: Translate = _identity, lang: str = "en"
+) -> go.Figure:
     """Where the start time went: each phase's own duration (time since the phase before it),
     given (translated label, seconds since launch) in the order they were reached."""
     labels: list[str] = []
@@ -130,4 +140,4 @@ def startup_phases_figure(phases: Sequence[tuple[str, float]], _: Translate = _i
     figure.update_yaxes(autorange="reversed")
     figure.update_xaxes(title_text=_("Seconds"), rangemode="tozero")
     height = 120 + 28 * max(1, len(labels))
-    return _base_layout(figure, _("Where the start time went"), height=height)
+    return _base_layout(figure, _("Where the start time went"), height=height, lang=lang)

@@ -61,11 +61,17 @@ def machine_line() -> None:
     machine = state.machine()
     backend_name = ui_i18n.tr(flag_texts.BACKEND_NAMES.get(machine.backend, machine.backend))
     st.markdown(f"**{_('Runs on')}**")
-    st.badge(backend_name, color="blue", icon=":material/memory:" if machine.backend == "cpu" else ":material/developer_board:")
+    st.badge(
+        backend_name,
+        color="blue",
+        icon=":material/memory:" if machine.backend == "cpu" else ":material/developer_board:",
+    )
     if machine.backend == "cuda" and machine.device_names:
         st.caption(
             _("{count} × {name}, {memory} in all").format(
-                count=machine.gpu_count, name=machine.device_names[0], memory=ui_i18n.gib(machine.total_memory_gib)
+                count=machine.gpu_count,
+                name=machine.device_names[0],
+                memory=ui_i18n.gib(machine.total_memory_gib),
             )
         )
     else:

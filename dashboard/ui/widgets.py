@@ -177,7 +177,8 @@ def draw_flag_card(
     texts = flag_texts.texts_for(flag.texts)
     has_effect = flag.has_effect_on(backend)
     with st.container(border=True, key=f"card_{flag.name}"):
-        _draw_card_header(flag, texts.label, pending, baseline, has_effect, backend)
+        shown = _value_after_last_move(flag, pending, backend) if has_effect else None
+        _draw_card_header(flag, texts.label, shown, baseline, has_effect, backend)
         if has_effect:
             new_value = _draw_control(flag, texts.label, pending, backend, extra_values)
         else:
@@ -190,14 +191,30 @@ def draw_flag_card(
             _draw_server_value(flag, running)
         st.markdown(f":material/toys: {ui_i18n.tr(texts.analogy)}")
         if flag.replaces:
-            st.caption(_("Formerly {old}, which current vLLM no longer accepts.").format(old=f"`{flag.replaces}`"))
+            st.caption(
+                _("Formerly {old}, which current vLLM no longer accepts.").format(old=f"`{flag.replaces}`")
+            )
         with st.expander(_("What you will see, and the risk"), icon=":material/visibility:"):
             st.markdown(f"**{_('What you will see')}:** {ui_i18n.tr(texts.observe)}")
             st.markdown(f"**{_('Risk')}:** {ui_i18n.tr(texts.risk)}")
     return new_value
 
 
-def _draw_card_header(flag: Flag, label: str, pending: Any, baseline: Any, has_effect: bool, backend: str) -> None:
+def _value_after_last_move(flag: Flag, pending: Any, backend: str) -> Any:
+    """The value the control holds in this run (its widget state is newer than the pending config)."""
+    key = widget_key(flag.name)
+    if key not in st.session_state:
+        return pending
+    auto = bool(st.session_state.get(auto_key(flag.name), False)) and needs_auto_switch(flag, backend)
+    try:
+        return to_flag_value(flag, st.session_state[key], backend, auto=auto)
+    except flags.FlagValueError:
+        return pending
+
+
+def _draw_card_header(
+    flag: Flag, label: str, pending: Any, baseline: Any, has_effect: bool, backend: str
+) -> None:
     _ = ui_i18n.translator()
     unit = ui_i18n.tr(flag_texts.UNIT_TEXTS[flag.unit]) if flag.unit else ""
     option = f"`{flag.cli}`" + (f" · {unit}" if unit else "")
@@ -207,7 +224,9 @@ def _draw_card_header(flag: Flag, label: str, pending: Any, baseline: Any, has_e
         backend_name = ui_i18n.tr(flag_texts.BACKEND_NAMES.get(backend, backend))
         badges.append((_("no effect on {backend}").format(backend=backend_name), "gray", ":material/block:"))
     elif is_changed(flag, baseline, pending):
-        text = _("changed: {old} → {new}").format(old=value_text(flag, baseline), new=value_text(flag, pending))
+        text = _("changed: {old} → {new}").format(
+            old=value_text(flag, baseline), new=value_text(flag, pending)
+        )
         badges.append((text, "orange", ":material/edit:"))
     if badges:
         with st.container(horizontal=True, gap="small"):
@@ -293,7 +312,11 @@ def _control_widget(
         if key is None:
             kwargs["value"] = int(value)
         return st.number_input(
-            text_label, min_value=int(flag.min or 0), max_value=int(flag.max or 0), step=int(flag.step or 1), **kwargs
+            text_label,
+            min_value=int(flag.min or 0),
+            max_value=int(flag.max or 0),
+            step=int(flag.step or 1),
+            **kwargs,
         )
     if uses_ladder(flag):
         options = ladder(flag, [current, *extra_values])

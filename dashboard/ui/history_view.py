@@ -1,0 +1,301 @@
+"""What the history page shows, worked out from the stored runs: plain data in, plain data out.
+
+No Streamlit here. Key figures of a run, before/after pairs of Apply, which change is better or worse,
+the charts of a run, and the bilingual report as a zip with its charts as PNG when plotly can draw them.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import plotly.graph_objects as go
+from babel.dates import format_datetime
+
+from dashboard.history import export
+from dashboard.history.records import RunRecord, flag_values, flatten, is_number
+from dashboard.i18n import N_
+from dashboard.ui import measure_charts
+from dashboard.ui.measure_jobs import chart_row
+
+log = logging.getLogger(__name__)
+Translate = Callable[[str], str]
+
+KIND_NAMES = {
+    "startup": N_("server start"),
+    "probe": N_("probe"),
+    "load": N_("load test"),
+    "sweep": N_("sweep"),
+    "playground": N_("playground"),
+    "apply": N_("apply settings"),
+}
+STATUS_NAMES = {
+    "running": N_("running"),
+    "done": N_("done"),
+    "failed": N_("failed"),
+    "interrupted": N_("interrupted"),
+}
+STARTS = ("apply", "startup")
+MEASUREMENTS = ("playground", "load", "probe", "sweep")
+IGNORED_FLAGS = frozenset({"api_key"})
+
+
+def _identity(text: str) -> str:
+    return text
+
+
+def when(moment: str | None, lang: str, width: str = "short") -> str:
+    """An ISO 8601 UTC text in the reader's local time and language ('' when missing)."""
+    if not moment:
+        return ""
+    try:
+        stamp = datetime.fromisoformat(moment)
+    except ValueError:
+        return moment
+    return format_datetime(stamp.astimezone(), width, locale=lang)
+
+
+# ---------------------------------------------------------------------------------------------- key figures
+
+
+def key_figures(run: RunRecord) -> dict[str, float]:
+    """The few numbers that describe a run at a glance (milliseconds, seconds, tokens), by kind."""
+    summary = flatten(run.summary or {})
+    picks = {
+        "apply": (("ready_s", "ready_s"), ("kv_cache_tokens", "kv_cache_tokens")),
+        "startup": (("ready_s", "ready_s"), ("kv_cache_tokens", "kv_cache_tokens")),
+        "playground": (("ttft_ms", "ttft_ms"), ("e2e_ms", "e2e_ms")),
+        "probe": (("ttft_ms", "ttft_ms_median"), ("e2e_ms", "e2e_ms_median")),
+        "load": (("ttft_ms", "ttft_ms.p50"), ("e2e_ms", "e2e_ms.p50"), ("requests_per_s", "requests_per_s")),
+        "sweep": (("measured", "measured"),),
+    }.get(run.kind, ())
+    found = {name: float(summary[key]) for name, key in picks if is_number(summary.get(key))}
+    if run.kind == "load" and not found and run.summary and run.summary.get("levels"):
+        best = run.summary["levels"][0]
+        for name, key in (("ttft_ms", "ttft_p50_ms"), ("e2e_ms", "e2e_p50_ms")):
+            if is_number(best.get(key)):
+                found[name] = float(best[key])
+    return found
+
+
+FIGURE_FORMATS: dict[str, str] = {
+    "ready_s": N_("ready in {value} s"),
+    "kv_cache_tokens": N_("{value} KV tokens"),
+    "ttft_ms": N_("first token {value} ms"),
+    "e2e_ms": N_("answer {value} ms"),
+    "requests_per_s": N_("{value} answers/s"),
+    "measured": N_("{value} values measured"),
+}
+
+
+def key_figures_text(run: RunRecord, number: Callable[[float, int], str], _: Translate = _identity) -> str:
+    parts = []
+    for name, value in key_figures(run).items():
+        digits = 0 if name in ("kv_cache_tokens", "measured") or value >= 100 else 1
+        parts.append(_(FIGURE_FORMATS[name]).format(value=number(value, digits)))
+    return " · ".join(parts)
+
+
+def verdict_of(run: RunRecord, lang: str) -> str:
+    summary = run.summary or {}
+    return str(summary.get(f"verdict_{lang}") or "")
+
+
+# ------------------------------------------------------------------------------------------ better, worse
+
+LOWER_IS_BETTER = ("_ms", "ready_s", "duration_s", "errors", "failed", "_bytes", "_gib", "seconds")
+HIGHER_IS_BETTER = ("per_s", "kv_cache_tokens", "max_concurrency", "hit_rate", "requests_ok", "measured")
+
+
+def direction(metric: str) -> int:
+    """+1 when a bigger number is better, -1 when a smaller one is, 0 when it is neither."""
+    name = metric.lower()
+    if any(part in name for part in HIGHER_IS_BETTER):
+        return 1
+    if any(part in name for part in LOWER_IS_BETTER):
+        return -1
+    return 0
+
+
+def judgement(metric: str, a: float, b: float, tolerance: float = 0.02) -> str:
+    """'better', 'worse' or 'same' for going from a to b; '' when the metric has no good direction."""
+    sense = direction(metric)
+    if sense == 0:
+        return ""
+    scale = max(abs(a), abs(b), 1e-12)
+    if abs(b - a) / scale <= tolerance:
+        return "same"
+    return "better" if (b - a) * sense > 0 else "worse"
+
+
+@dataclass(frozen=True)
+class DeltaRow:
+    metric: str
+    a: float
+    b: float
+    delta: float
+    percent: float | None
+    judgement: str
+
+
+def delta_rows(run_a: RunRecord, run_b: RunRecord) -> list[DeltaRow]:
+    """Every number both runs' summaries share, with its change and whether that change is good."""
+    a, b = flatten(run_a.summary or {}), flatten(run_b.summary or {})
+    rows = []
+    for name in a:
+        if name in b and is_number(a[name]) and is_number(b[name]) and not name.endswith("_at"):
+            va, vb = float(a[name]), float(b[name])
+            percent = (vb - va) / va * 100 if va else None
+            rows.append(DeltaRow(name, va, vb, vb - va, percent, judgement(name, va, vb)))
+    return rows
+
+
+def flag_changes(config_a: Mapping[str, Any], config_b: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(flag, before, after) for every flag whose value differs (secrets left out)."""
+    a, b = flag_values(config_a), flag_values(config_b)
+    names = sorted((a.keys() | b.keys()) - IGNORED_FLAGS - {"sweep"})
+    return [(name, a.get(name), b.get(name)) for name in names if a.get(name) != b.get(name)]
+
+
+# ---------------------------------------------------------------------------------------------- apply pairs
+
+
+@dataclass(frozen=True)
+class ApplyPair:
+    """One Apply: the start before it and the start it made, and any measurement taken under each."""
+
+    before: RunRecord
+    after: RunRecord
+    changes: list[tuple[str, Any, Any]]
+    measured_before: RunRecord | None = None
+    measured_after: RunRecord | None = None
+
+
+def apply_pairs(runs: Sequence[RunRecord], limit: int = 5) -> list[ApplyPair]:
+    """Each finished start of kind apply/startup next to the start before it, newest first. A measurement
+    (playground, load, probe) taken between a start and the next one is taken under that start's config."""
+    ordered = sorted(runs, key=lambda r: r.id)
+    starts = [r for r in ordered if r.kind in STARTS and r.status in ("done", "failed")]
+    pairs = []
+    for index in range(len(starts) - 1, 0, -1):
+        after, before = starts[index], starts[index - 1]
+        if "before" in after.config and isinstance(after.config["before"], Mapping):
+            before = _with_config(before, after.config["before"])
+        following = starts[index + 1].id if index + 1 < len(starts) else None
+        pairs.append(
+            ApplyPair(
+                before=before,
+                after=after,
+                changes=flag_changes(before.config, after.config),
+                measured_before=_measurement_between(ordered, before.id, after.id),
+                measured_after=_measurement_between(ordered, after.id, following),
+            )
+        )
+        if len(pairs) >= limit:
+            break
+    return pairs
+
+
+def _with_config(run: RunRecord, config: Mapping[str, Any]) -> RunRecord:
+    return replace(run, config=dict(config))
+
+
+def _measurement_between(runs: Sequence[RunRecord], after_id: int, before_id: int | None) -> RunRecord | None:
+    found = [
+        r
+        for r in runs
+        if r.kind in MEASUREMENTS
+        and r.id > after_id
+        and (before_id is None or r.id < before_id)
+        and r.status == "done"
+        and key_figures(r)
+    ]
+    return found[-1] if found else None
+
+
+# ---------------------------------------------------------------------------------------------- charts
+
+
+def value_label(value: Any, _: Translate = _identity) -> str:
+    if isinstance(value, bool):
+        return _("on") if value else _("off")
+    if isinstance(value, float) and value.is_integer():
+        return f"{value:g}"
+    return str(value)
+
+
+def run_figure(run: RunRecord, _: Translate = _identity) -> go.Figure | None:
+    """The chart that tells a run's story: a sweep against its values, a load test against its levels."""
+    rows = [row.data for row in run.rows]
+    if run.kind == "sweep" and rows:
+        flag = (run.summary or {}).get("flag") or (run.config.get("sweep") or {}).get("flag") or ""
+        points = [chart_row(row, value_label(row.get("value"), _)) for row in rows]
+        return measure_charts.sweep_figure(points, flag, _)
+    if run.kind == "load" and rows and all("concurrency" in row for row in rows):
+        points = [chart_row(row, str(row["concurrency"])) for row in rows]
+        return measure_charts.levels_figure(points, _)
+    return None
+
+
+def comparison_figure(rows: Sequence[DeltaRow], _: Translate = _identity) -> go.Figure:
+    """Percent change of each shared number, green when better, red when worse, grey otherwise."""
+    shown = [r for r in rows if r.percent is not None]
+    colours = {"better": measure_charts.LEGO_GREEN, "worse": measure_charts.LEGO_RED}
+    figure = go.Figure(
+        go.Bar(
+            x=[r.percent for r in shown],
+            y=[r.metric for r in shown],
+            orientation="h",
+            marker_color=[colours.get(r.judgement, measure_charts.LEGO_GREY) for r in shown],
+            hovertemplate="%{y}: %{x:+.1f} %<extra></extra>",
+        )
+    )
+    figure.update_xaxes(title_text=_("Change from A to B (%)"), zeroline=True)
+    figure.update_yaxes(autorange="reversed")
+    figure.update_layout(
+        title={"text": _("What changed from A to B"), "x": 0},
+        height=120 + 26 * max(len(shown), 1),
+        margin={"l": 10, "r": 10, "t": 48, "b": 10},
+    )
+    return figure
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+
+def chart_pngs(
+    run: RunRecord, langs: Sequence[str], translate: Callable[[str], Translate]
+) -> dict[str, bytes]:
+    """The run's chart as PNG per language ({file name: bytes}); {} when plotly cannot export images here."""
+    images: dict[str, bytes] = {}
+    for lang in langs:
+        figure = run_figure(run, translate(lang))
+        if figure is None:
+            return {}
+        try:
+            images[f"charts/run-{run.id}-{lang}.png"] = figure.to_image(format="png", width=1100, scale=1)
+        except Exception:  # no Chrome for kaleido, or kaleido missing: the report keeps its tables
+            log.warning("plotly image export is not available", exc_info=True)
+            return {}
+    return images
+
+
+def report_zip(run: RunRecord, images: Mapping[str, bytes]) -> bytes:
+    """report.md (Vietnamese then English) with its charts beside it, zipped."""
+    sections = []
+    for lang in export.REPORT_LANGUAGES:
+        charts = {Path(name).stem: Path(name) for name in images if name.endswith(f"-{lang}.png")}
+        sections.append(export.as_markdown(run, lang, charts=charts or None).rstrip("\n"))
+    markdown = "\n\n---\n\n".join(sections) + "\n"
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("report.md", markdown)
+        for name, data in images.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
