@@ -19,6 +19,7 @@ from dashboard.ui import i18n as ui_i18n
 
 MODEL_KEY = "factory.model"
 PRESET_KEY = "factory.preset"
+GROUP_KEY = "factory.group"
 NOTICE_KEY = "factory.notice"
 LIVE_STATUSES = ("starting", "ready")
 
@@ -78,7 +79,7 @@ def _stop(manager: Any) -> None:
 def status_card(snap: Any) -> None:
     _ = ui_i18n.translator()
     with st.container(border=True):
-        st.markdown(f"**{_('The factory now')}**")
+        st.markdown("**" + _("The factory now") + "**")
         text, colour, icon = status_badge(snap.status)
         st.badge(text, color=colour, icon=icon)
         if snap.status == "ready":
@@ -110,7 +111,7 @@ def preset_picker() -> None:
             _("Preset"),
             options,
             key=PRESET_KEY,
-            format_func=lambda n: ui_i18n.tr(presets.get(n).title),
+            format_func=lambda n: _(presets.get(n).title),
         )
         st.caption(ui_i18n.tr(presets.get(name).description))
         st.button(
@@ -166,7 +167,7 @@ def draw_phases(snap: Any) -> None:
             + _("after {seconds}").format(seconds=ui_i18n.seconds(phase.seconds))
         )
     if snap.status == "starting":
-        box.markdown(f":material/hourglass_top: {_('Waiting for the next step…')}")
+        box.markdown(":material/hourglass_top: " + _("Waiting for the next step…"))
     box.caption(_("Earlier results stay below while the factory is rebuilt."))
 
 
@@ -197,27 +198,50 @@ def problem_box(problem: Problem, manager: Any, failed_start: bool) -> None:
 # ------------------------------------------------------------------------------------------ flag groups
 
 
+def group_label(group: str, pending: ServerConfig, baseline: ServerConfig, backend: str, translate) -> str:
+    """A group's name for the group switch, with how many of its flags wait for Apply."""
+    texts = flag_texts.group_texts(group)
+    changed = sum(
+        widgets.is_changed(
+            flag, baseline.get(flag.name), widgets.current_value(flag, pending.get(flag.name), backend)
+        )
+        for flag in flags.in_group(group)
+        if flag.has_effect_on(backend)
+    )
+    label = f"{texts.icon} {translate(texts.title)}"
+    return f"{label} ({changed})" if changed else label
+
+
 def flag_groups(
     pending: ServerConfig, baseline: ServerConfig, running: ServerConfig | None, backend: str
 ) -> dict:
-    """One tab per group, in the factory's order; the cards of a group in a grid of two columns."""
-    values: dict[str, Any] = {}
-    titles = [flag_texts.group_texts(group) for group in flags.GROUPS]
-    tabs = st.tabs([f"{t.icon} {ui_i18n.tr(t.title)}" for t in titles], key="factory.group_tab")
-    for group, texts, tab in zip(flags.GROUPS, titles, tabs, strict=True):
-        with tab:
-            st.caption(ui_i18n.tr(texts.analogy))
-            columns = st.columns(2, gap="medium")
-            for index, flag in enumerate(flags.in_group(group)):
-                with columns[index % 2]:
-                    values[flag.name] = widgets.draw_flag_card(
-                        flag,
-                        pending.get(flag.name),
-                        baseline.get(flag.name),
-                        running.get(flag.name) if running else None,
-                        backend,
-                    )
-                    _door_warnings(flag.name, values[flag.name])
+    """The group switch, then the cards of the chosen group in a grid of two columns. Only that group's
+    controls are drawn (a redraw stays quick); the other flags keep their pending values."""
+    _ = ui_i18n.translator()
+    if st.session_state.get(GROUP_KEY) not in flags.GROUPS:
+        st.session_state[GROUP_KEY] = flags.GROUPS[0]
+    group = st.segmented_control(
+        _("Part of the factory"),
+        list(flags.GROUPS),
+        key=GROUP_KEY,
+        required=True,
+        format_func=lambda g: group_label(g, pending, baseline, backend, _),
+        label_visibility="collapsed",
+        width="stretch",
+    )
+    values: dict[str, Any] = dict(pending.values)
+    st.caption(_(flag_texts.group_texts(group).analogy))
+    columns = st.columns(2, gap="medium")
+    for index, flag in enumerate(flags.in_group(group)):
+        with columns[index % 2]:
+            values[flag.name] = widgets.draw_flag_card(
+                flag,
+                pending.get(flag.name),
+                baseline.get(flag.name),
+                running.get(flag.name) if running else None,
+                backend,
+            )
+            _door_warnings(flag.name, values[flag.name])
     return values
 
 
@@ -256,7 +280,7 @@ def changes_summary(pending: ServerConfig, baseline: ServerConfig) -> list[str]:
     if not changed:
         st.caption(_("No changes waiting: every control matches the server."))
         return changed
-    st.markdown(f"**{_('Changes waiting for Apply')}**")
+    st.markdown("**" + _("Changes waiting for Apply") + "**")
     with st.container(horizontal=True, gap="small"):
         for name in changed:
             if name == "model":
@@ -329,7 +353,7 @@ def compute_prediction(pending: ServerConfig, backend: str) -> MemoryPrediction 
 
 def prediction_metrics(prediction: MemoryPrediction | None) -> None:
     _ = ui_i18n.translator()
-    st.markdown(f"**:material/calculate: {_('Predicted before any restart')}**")
+    st.markdown("**:material/calculate: " + _("Predicted before any restart") + "**")
     if prediction is None:
         st.caption(_("The model's shape is not known offline, so there is nothing to predict yet."))
         return
@@ -433,7 +457,7 @@ def command_panel(pending: ServerConfig) -> None:
         words = config_mod.argv(pending, resolved.path, resolved.served_name)
     except Exception:  # an unknown model: show the command with the name as typed
         words = config_mod.argv(pending, pending.model, pending.model)
-    st.markdown(f"**:material/terminal: {_('The command for these settings')}**")
+    st.markdown("**:material/terminal: " + _("The command for these settings") + "**")
     st.code(" ".join(mask_secrets(words)), language="bash", wrap_lines=True)
 
 
@@ -443,7 +467,7 @@ def last_start_report(snap: Any) -> None:
     if report is None or snap.busy:
         return
     with st.container(border=True):
-        st.markdown(f"**:material/assignment: {_('Last start')}**")
+        st.markdown("**:material/assignment: " + _("Last start") + "**")
         if report.ok:
             first, second = st.columns(2)
             first.metric(_("Ready after"), ui_i18n.seconds(report.ready_s))

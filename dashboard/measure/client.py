@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 
 CHAT_PATH = "/v1/chat/completions"
-DATA_PREFIX = "data:"
-DONE_MARK = "[DONE]"
+DATA_PREFIX = b"data:"
+DONE_MARK = b"[DONE]"
 
 
 @dataclass
@@ -76,8 +76,19 @@ class _StreamReader:
         self.finish_reason: str | None = None
         self.server_error: str | None = None
         self.done_at: float | None = None  # perf_counter stamp of the [DONE] line
+        self.pending = b""  # an incomplete line waiting for the rest of it
 
-    def feed(self, line: str, stamp: float) -> bool:
+    def feed_bytes(self, data: bytes, stamp: float) -> None:
+        """Read what arrived in one network read (any number of lines, the last maybe incomplete)."""
+        self.pending += data
+        if b"\n" not in data:
+            return
+        *lines, self.pending = self.pending.split(b"\n")
+        for line in lines:
+            if self.done_at is None:
+                self.feed(line, stamp)
+
+    def feed(self, line: bytes, stamp: float) -> bool:
         """Read one SSE line; return False once the stream says it is done."""
         if not line.startswith(DATA_PREFIX):
             return True
@@ -87,7 +98,7 @@ class _StreamReader:
             return False
         try:
             chunk = json.loads(data)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, UnicodeDecodeError):
             return True
         if "error" in chunk and not chunk.get("choices"):
             self.server_error = _error_text(chunk["error"])
@@ -184,11 +195,13 @@ async def stream_chat(
                 if response.status_code != 200:
                     detail = (await response.aread()).decode("utf-8", "replace")
                     return _failed(_http_error(response.status_code, detail), start, started_at)
+                # Bytes are split into lines here (cheaper than aiter_lines), stamped when they arrive.
                 # Read to the very end even after [DONE]: a stream left half-read closes the
                 # connection instead of returning it to the pool, and every request would pay a connect.
-                async for line in response.aiter_lines():
-                    if reader.done_at is None:
-                        reader.feed(line, time.perf_counter())
+                async for data in response.aiter_bytes():
+                    reader.feed_bytes(data, time.perf_counter())
+                if reader.pending and reader.done_at is None:
+                    reader.feed(reader.pending, time.perf_counter())
     except (httpx.HTTPError, TimeoutError, OSError) as exc:
         return _failed(_describe_exception(exc), start, started_at, reader)
     end = reader.done_at if reader.done_at is not None else time.perf_counter()

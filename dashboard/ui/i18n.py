@@ -13,6 +13,7 @@ from functools import cache
 
 import streamlit as st
 from babel.numbers import format_decimal, format_percent
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from dashboard import i18n as core_i18n
 
@@ -26,8 +27,16 @@ def _catalog(lang: str) -> gettext.NullTranslations:
     return gettext.translation(core_i18n.DOMAIN, core_i18n.LOCALES_DIR, [lang], fallback=True)
 
 
+_last_language = core_i18n.DEFAULT_LANGUAGE  # for calls from outside any script run (see current_language)
+
+
 def current_language() -> str:
-    """The session's language: session state, then ?lang=, then the default."""
+    """The session's language: session state, then ?lang=, then the default.
+
+    Outside a script run (AppTest calls a widget's format_func from the test's own thread) there is no
+    session to ask, so the language of the most recent run is used."""
+    if get_script_run_ctx(suppress_warning=True) is None:
+        return _last_language
     chosen = st.session_state.get(LANG_KEY)
     if chosen in core_i18n.LANGUAGES:
         return chosen
@@ -36,7 +45,9 @@ def current_language() -> str:
 
 def setup_language() -> str:
     """Settle the language for this run and write it back to ?lang=. Call once per run, first."""
+    global _last_language
     lang = current_language()
+    _last_language = lang
     st.session_state[LANG_KEY] = lang
     if st.query_params.get(LANG_KEY) != lang:
         st.query_params[LANG_KEY] = lang
@@ -59,12 +70,12 @@ def tr(message: str, **params: object) -> str:
     return text.format(**params) if params else text
 
 
-def number(value: float | int | None, digits: int = 0) -> str:
-    """A number in the session's locale; '–' when there is none."""
+def number(value: float | int | None, digits: int = 0, lang: str | None = None) -> str:
+    """A number in the session's locale (or `lang`); '–' when there is none."""
     if value is None:
         return "–"
     pattern = "#,##0" + ("." + "0" * digits if digits > 0 else "")
-    return format_decimal(value, format=pattern, locale=current_language())
+    return format_decimal(value, format=pattern, locale=lang or current_language())
 
 
 def percent(fraction: float | None, digits: int = 0) -> str:

@@ -50,7 +50,7 @@ def server_status() -> None:
         st.session_state[SEEN_STATUS_KEY] = snap.status
         st.rerun(scope="app")
     colour, icon = STATUS_LOOK.get(snap.status, ("gray", ":material/help:"))
-    st.markdown(f"**{_('Server')}**")
+    st.markdown("**" + _("Server") + "**")
     st.badge(status_text(snap.status), color=colour, icon=icon)
     if snap.status == "ready" and snap.served_name:
         st.caption(snap.served_name)
@@ -60,7 +60,7 @@ def machine_line() -> None:
     _ = ui_i18n.translator()
     machine = state.machine()
     backend_name = ui_i18n.tr(flag_texts.BACKEND_NAMES.get(machine.backend, machine.backend))
-    st.markdown(f"**{_('Runs on')}**")
+    st.markdown("**" + _("Runs on") + "**")
     st.badge(
         backend_name,
         color="blue",

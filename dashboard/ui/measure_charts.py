@@ -231,12 +231,12 @@ def _add_server_lines(figure: go.Figure, samples: Sequence[MemorySample], times:
 def _add_marks(
     figure: go.Figure, marks: Sequence[Mark], samples: Sequence[MemorySample], _: Translate
 ) -> None:
-    """Dotted vertical lines across both rows for marks inside the sampled window (shapes, not vlines:
+    """Dotted vertical lines across both rows for marks since the first sample (shapes, not vlines:
     vline annotations do not work on date axes in every plotly version)."""
     if not samples:
         return
-    first, last = samples[0].t, samples[-1].t
-    for number, mark in enumerate(m for m in marks if first <= m.t <= last):
+    first = samples[0].t
+    for number, mark in enumerate(m for m in marks if m.t >= first):
         colour = MARK_COLOURS.get(mark.kind, LEGO_DARK)
         when = _when(mark.t)
         figure.add_shape(

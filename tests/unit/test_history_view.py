@@ -1,0 +1,134 @@
+"""The history page's logic: key figures, before/after pairs of Apply, better or worse, the report zip."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import pytest
+
+from dashboard.engine.config import default_config
+from dashboard.history.records import RowRecord, RunRecord
+from dashboard.i18n import translator
+from dashboard.ui import history_view as view
+
+BASE = default_config("cpu").to_dict()
+LANES_16 = default_config("cpu").with_values({"max_num_seqs": 16}).to_dict()
+
+
+def run(run_id: int, kind: str, config=BASE, summary=None, status="done", rows=()) -> RunRecord:
+    return RunRecord(
+        id=run_id,
+        kind=kind,
+        created_at="2026-11-24T08:00:00+00:00",
+        status=status,
+        config=config,
+        summary=summary,
+        rows=tuple(RowRecord(i + 1, "2026-11-24T08:00:00+00:00", data) for i, data in enumerate(rows)),
+        row_count=len(rows),
+    )
+
+
+def sweep_run() -> RunRecord:
+    rows = [
+        {"flag": "enable_prefix_caching", "value": value, "ok": True, "ttft_p50_ms": t, "itl_p50_ms": 30.0,
+         "e2e_p50_ms": e, "output_tokens_per_s": 25.0, "ready_s": 35.0, "process_rss_bytes": 3 * 1024**3}
+        for value, t, e in ((False, 160.0, 700.0), (True, 95.0, 640.0))
+    ]  # fmt: skip
+    summary = {"flag": "enable_prefix_caching", "verdict_en": "Turning on made it faster.", "measured": 2}
+    return run(9, "sweep", summary=summary, rows=rows)
+
+
+def test_key_figures_pick_the_numbers_that_describe_each_kind() -> None:
+    assert view.key_figures(run(1, "apply", summary={"ready_s": 35.2, "kv_cache_tokens": 46592})) == {
+        "ready_s": 35.2,
+        "kv_cache_tokens": 46592.0,
+    }
+    load = run(2, "load", summary={"levels": [{"concurrency": 1, "ttft_p50_ms": 90.0, "e2e_p50_ms": 650.0}]})
+    assert view.key_figures(load) == {"ttft_ms": 90.0, "e2e_ms": 650.0}
+    text = view.key_figures_text(run(3, "playground", summary={"ttft_ms": 96.4, "e2e_ms": 1540.0}),
+                                 lambda v, d: f"{v:.{d}f}")  # fmt: skip
+    assert text == "first token 96.4 ms · answer 1540 ms"
+
+
+def test_each_apply_is_paired_with_the_start_before_it_and_the_requests_measured_under_each() -> None:
+    runs = [
+        run(1, "apply", BASE, {"ready_s": 35.0}),
+        run(2, "playground", BASE, {"ttft_ms": 100.0, "e2e_ms": 1500.0}),
+        run(3, "apply", LANES_16, {"ready_s": 33.0}),
+        run(4, "playground", LANES_16, {"ttft_ms": 90.0, "e2e_ms": 1400.0}),
+        run(5, "playground", LANES_16, {"ttft_ms": 95.0}, status="failed"),
+    ]
+    [pair] = view.apply_pairs(runs)
+    assert (pair.before.id, pair.after.id) == (1, 3)
+    assert pair.changes == [("max_num_seqs", 128, 16)]
+    assert pair.measured_before.id == 2 and pair.measured_after.id == 4
+
+
+def test_newest_apply_comes_first_and_running_starts_are_not_paired() -> None:
+    runs = [run(1, "startup"), run(2, "apply", LANES_16), run(3, "apply"), run(4, "apply", status="running")]
+    pairs = view.apply_pairs(runs)
+    assert [(p.before.id, p.after.id) for p in pairs] == [(2, 3), (1, 2)]
+
+
+def test_a_recorded_before_config_wins_over_the_previous_start() -> None:
+    after = run(2, "apply", {**LANES_16, "before": {"model": "embedded", "values": {"max_num_seqs": 4}}})
+    [pair] = view.apply_pairs([run(1, "apply"), after])
+    assert ("max_num_seqs", 4, 16) in pair.changes
+
+
+@pytest.mark.parametrize(
+    ("metric", "a", "b", "expected"),
+    [
+        ("e2e_ms.p50", 700.0, 600.0, "better"),
+        ("ttft_p50_ms", 90.0, 120.0, "worse"),
+        ("requests_per_s", 1.0, 2.0, "better"),
+        ("kv_cache_tokens", 46592, 23296, "worse"),
+        ("ready_s", 35.0, 35.3, "same"),
+        ("concurrency", 1, 4, ""),
+    ],
+)
+def test_a_change_is_judged_by_which_way_is_good_for_that_number(metric, a, b, expected) -> None:
+    assert view.judgement(metric, a, b) == expected
+
+
+def test_delta_rows_compare_the_numbers_both_runs_share() -> None:
+    a = run(1, "playground", summary={"ttft_ms": 100.0, "e2e_ms": 1500.0, "text": "hi"})
+    b = run(2, "playground", summary={"ttft_ms": 80.0, "e2e_ms": 1650.0})
+    rows = {row.metric: row for row in view.delta_rows(a, b)}
+    assert set(rows) == {"ttft_ms", "e2e_ms"}
+    assert rows["ttft_ms"].percent == pytest.approx(-20.0) and rows["ttft_ms"].judgement == "better"
+    assert rows["e2e_ms"].judgement == "worse"
+    figure = view.comparison_figure(list(rows.values()))
+    assert list(figure.data[0].marker.color) == ["#00852B", "#D01012"]
+
+
+def test_a_sweep_run_draws_one_point_per_value_on_each_chart() -> None:
+    figure = view.run_figure(sweep_run(), translator("en"))
+    assert list(figure.data[0].x) == ["off", "on"]
+    assert all(sum(y is not None for y in trace.y) == 2 for trace in figure.data)
+
+
+def test_the_report_zip_holds_both_languages_and_links_the_charts_it_carries() -> None:
+    images = {"charts/run-9-vi.png": b"\x89PNG vi", "charts/run-9-en.png": b"\x89PNG en"}
+    archive = zipfile.ZipFile(io.BytesIO(view.report_zip(sweep_run(), images)))
+    assert sorted(archive.namelist()) == ["charts/run-9-en.png", "charts/run-9-vi.png", "report.md"]
+    report = archive.read("report.md").decode()
+    vi, en = report.split("\n---\n")
+    assert "## Tiếng Việt" in vi and "charts/run-9-vi.png" in vi and "run-9-en" not in vi
+    assert "## English" in en and "charts/run-9-en.png" in en
+
+
+def test_without_pictures_the_report_keeps_its_tables() -> None:
+    archive = zipfile.ZipFile(io.BytesIO(view.report_zip(sweep_run(), {})))
+    assert archive.namelist() == ["report.md"]
+    assert "e2e_p50_ms" in archive.read("report.md").decode()
+
+
+def test_charts_export_to_png_in_both_languages_when_a_browser_is_here() -> None:
+    pytest.importorskip("kaleido")
+    images = view.chart_pngs(sweep_run(), ("vi", "en"), translator)
+    if not images:
+        pytest.skip("plotly cannot export images on this machine (no Chrome for kaleido)")
+    assert sorted(images) == ["charts/run-9-en.png", "charts/run-9-vi.png"]
+    assert all(data.startswith(b"\x89PNG") for data in images.values())
