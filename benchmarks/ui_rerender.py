@@ -42,6 +42,7 @@ def script_runs(rounds: int) -> list[float]:
     at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=60)
     at.query_params["lang"] = "en"
     at.run()
+    at.segmented_control(key="factory.group").set_value("shortcuts").run()
     key = widgets.widget_key("enable_prefix_caching")
     samples = []
     for index in range(rounds):
@@ -104,7 +105,8 @@ def browser_runs(rounds: int, port: int) -> list[float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--port", type=int, default=8552)
     parser.add_argument("--no-browser", action="store_true")

@@ -462,12 +462,14 @@ def command_panel(pending: ServerConfig) -> None:
 
 
 def last_start_report(snap: Any) -> None:
+    """The newest finished start; during a restart, the one before it (earlier results stay visible)."""
     _ = ui_i18n.translator()
-    report = snap.report
-    if report is None or snap.busy:
+    report = state.last_finished_report() if snap.busy else snap.report
+    if report is None:
         return
     with st.container(border=True):
-        st.markdown("**:material/assignment: " + _("Last start") + "**")
+        title = _("Previous start") if snap.busy else _("Last start")
+        st.markdown("**:material/assignment: " + title + "**")
         if report.ok:
             first, second = st.columns(2)
             first.metric(_("Ready after"), ui_i18n.seconds(report.ready_s))
@@ -490,7 +492,7 @@ def last_start_report(snap: Any) -> None:
             (ui_i18n.tr(_phase_label(entry["phase"])), float(entry["seconds"])) for entry in report.startup
         ]
         if phases:
-            with st.expander(_("Where the start time went"), icon=":material/timer:"):
+            with st.expander(_("Where the start time went"), icon=":material/timer:", expanded=report.ok):
                 figure = charts.startup_phases_figure(phases, _=_, lang=ui_i18n.current_language())
                 st.plotly_chart(
                     figure, width="stretch", config={"displayModeBar": False}, key="factory.phases_chart"
@@ -524,6 +526,7 @@ def page() -> None:
     _ = ui_i18n.translator()
     manager = state.get_manager()
     snap = manager.snapshot()
+    state.record_finished_start(snap)
     backend = state.backend()
     pending = widgets.pending_config(lambda: snap.config or state.starting_config())
     baseline = snap.config or state.starting_config()
@@ -566,6 +569,9 @@ def page() -> None:
             prediction_metrics(prediction)
         predicted_problems(prediction, manager)
         prediction_chart(pending, prediction, snap)
+    if (state.last_finished_report() if snap.busy else snap.report) is None:
+        command_panel(pending)
+        return
     report_column, command_column = st.columns([1, 1], gap="large")
     with report_column:
         last_start_report(snap)

@@ -71,7 +71,7 @@ def run_table(runs: list[RunRecord]) -> pd.DataFrame:
 
 def list_section(runs: list[RunRecord]) -> list[RunRecord]:
     _ = ui_i18n.translator()
-    st.subheader(f":material/list: {_('Every run')}")
+    st.subheader(":material/list: " + _("Every run"))
     kinds = sorted({run.kind for run in runs}, key=list(view.KIND_NAMES).index)
     chosen = st.pills(
         _("Show"), kinds, selection_mode="multi", default=kinds, format_func=kind_name, key=KIND_FILTER_KEY
@@ -103,7 +103,7 @@ def startup_metric(
     delta = None
     if other is not None and isinstance(value, int | float):
         before = (other.summary or {}).get(key)
-        if isinstance(before, int | float):
+        if isinstance(before, int | float) and before != value:
             delta = _number(value - before, digits)
             if value - before > 0:
                 delta = "+" + delta
@@ -148,7 +148,7 @@ def draw_pair(pair: view.ApplyPair) -> None:
 
 def apply_section(runs: list[RunRecord]) -> None:
     _ = ui_i18n.translator()
-    st.subheader(f":material/compare_arrows: {_('Before and after each Apply')}")
+    st.subheader(":material/compare_arrows: " + _("Before and after each Apply"))
     pairs = view.apply_pairs(runs)
     if not pairs:
         st.caption(_("After two starts of the factory, the last one appears here beside the one before it."))
@@ -187,7 +187,7 @@ def delta_table(rows: list[view.DeltaRow]) -> Any:
 
 def compare_section(runs: list[RunRecord], store: Any) -> None:
     _ = ui_i18n.translator()
-    st.subheader(f":material/difference: {_('Compare two runs')}")
+    st.subheader(":material/difference: " + _("Compare two runs"))
     if len(runs) < 2:
         st.caption(_("Two runs are needed to compare."))
         return
@@ -204,7 +204,7 @@ def compare_section(runs: list[RunRecord], store: Any) -> None:
             st.caption(view.verdict_of(run, lang) or view.key_figures_text(run, _number, _) or "–")
     changes = view.flag_changes(run_a.config, run_b.config)
     if changes:
-        st.markdown(f"**{_('Settings that differ')}**")
+        st.markdown("**" + _("Settings that differ") + "**")
         st.dataframe(
             pd.DataFrame(
                 {
@@ -222,7 +222,7 @@ def compare_section(runs: list[RunRecord], store: Any) -> None:
     if not rows:
         st.caption(_("These two runs share no numbers to compare."))
         return
-    st.markdown(f"**{_('Numbers side by side')}**")
+    st.markdown("**" + _("Numbers side by side") + "**")
     st.dataframe(delta_table(rows), hide_index=True, width="stretch")
     if any(row.percent is not None for row in rows):
         figure = view.comparison_figure(rows, _)
@@ -235,9 +235,17 @@ def compare_section(runs: list[RunRecord], store: Any) -> None:
 def downloads(run: RunRecord) -> None:
     _ = ui_i18n.translator()
     stem = f"lego-factory-run-{run.id}"
-    st.markdown(f"**{_('The command that starts the same server')}**")
-    st.code(export.as_command(run), language="bash", wrap_lines=True)
+    st.markdown("**" + _("The command that starts the same server") + "**")
+    serve = view.serve_command(run)
+    st.code(serve, language="bash", wrap_lines=True)
+    exact = export.recorded_command(run)
+    if exact:
+        with st.expander(_("The exact command this run started"), icon=":material/terminal:"):
+            st.code(export.as_command(run), language="bash", wrap_lines=True)
     with st.container(horizontal=True, gap="small"):
+        st.download_button(
+            _("Command"), serve + "\n", f"{stem}.sh", "text/x-shellscript", icon=":material/terminal:"
+        )
         st.download_button(
             _("JSON"), export.as_json(run), f"{stem}.json", "application/json", icon=":material/data_object:"
         )
@@ -276,7 +284,7 @@ def downloads(run: RunRecord) -> None:
 
 def run_section(runs: list[RunRecord], store: Any) -> None:
     _ = ui_i18n.translator()
-    st.subheader(f":material/description: {_('One run in detail')}")
+    st.subheader(":material/description: " + _("One run in detail"))
     ids = [run.id for run in runs]
     titles = {run.id: run_title(run) for run in runs}
     run_id = st.selectbox(_("Run"), ids, format_func=titles.get, key=PICK_ONE_KEY)

@@ -76,12 +76,12 @@ def duration_text(seconds: float) -> str:
 
 
 def latest_sweep(store: Any, flag: str) -> RunRecord | None:
-    """The newest sweep run of `flag` (running or finished), with its rows."""
+    """The newest sweep run of `flag` that measured something (running or finished), with its rows."""
     if store is None:
         return None
     for run in store.list_runs(kind="sweep", limit=100):
         swept = (run.summary or {}).get("flag") or (run.config.get("sweep") or {}).get("flag")
-        if swept == flag:
+        if swept == flag and run.row_count:
             return store.get_run(run.id)
     return None
 
@@ -233,8 +233,8 @@ def run_controls(
     running = snap.status == "ready" and snap.config is not None
     restore = st.checkbox(
         _("Put the factory back as it was afterwards"),
-        value=True,
-        key=RESTORE_KEY,
+        value=running,
+        key=RESTORE_KEY if running else f"{RESTORE_KEY}.off",
         disabled=not running,
         help=_("Without this, the server keeps running with the last value tried."),
     )
@@ -284,12 +284,12 @@ def stage_line(flag: str, value: jobs.ValueState) -> str:
     shown = f"`{flags.get(flag).cli} {value_label(flag, value.value)}`"
     row = value.row or {}
     if value.stage == jobs.STAGE_WAITING:
-        return f":material/schedule: {shown} · {_('waiting')}"
+        return f":material/schedule: {shown} · " + _("waiting")
     if value.stage == jobs.STAGE_STARTING:
         phase = ui_i18n.tr(value.phase) if value.phase else _("launching")
-        return f":material/hourglass_top: {shown} · {_('starting')}: {phase}"
+        return f":material/hourglass_top: {shown} · " + _("starting") + f": {phase}"
     if value.stage == jobs.STAGE_MEASURING:
-        return f":material/speed: {shown} · {_('sending orders')}"
+        return f":material/speed: {shown} · " + _("sending orders")
     if value.stage == jobs.STAGE_DONE:
         return f":material/check_circle: {shown} · " + _("answer in {e2e}, started in {ready}").format(
             e2e=ui_i18n.milliseconds(row.get("e2e_p50_ms")), ready=ui_i18n.seconds(row.get("ready_s"))
@@ -321,7 +321,7 @@ def draw_job(snapshot: jobs.JobSnapshot) -> None:
             st.markdown(f"**{flags.get(flag_state.flag).cli}**")
         st.markdown("\n".join(f"- {stage_line(flag_state.flag, v)}" for v in flag_state.values))
     if snapshot.restore == "restoring":
-        st.markdown(f":material/undo: {_('Putting the factory back as it was…')}")
+        st.markdown(":material/undo: " + _("Putting the factory back as it was…"))
 
 
 def progress_section() -> None:
@@ -337,7 +337,7 @@ def progress_section() -> None:
         if snapshot.running:
             st.session_state[SEEN_KEY] = "running"
             with st.container(border=True):
-                st.markdown(f"**:material/science: {_('Measuring now')}**")
+                st.markdown("**:material/science: " + _("Measuring now") + "**")
                 draw_job(snapshot)
                 st.button(
                     _("Stop after this value"), icon=":material/stop:", key="impact.stop", on_click=job.stop
@@ -398,7 +398,7 @@ def rows_of(run: RunRecord) -> list[dict[str, Any]]:
 def results_section(flag: str, store: Any) -> None:
     _ = ui_i18n.translator()
     run = latest_sweep(store, flag)
-    st.subheader(f":material/insights: {_('What changed')}")
+    st.subheader(":material/insights: " + _("What changed"))
     if run is None or not run.rows:
         st.caption(_("No measurement of {flag} yet. Press Measure above.").format(flag=flags.get(flag).cli))
         return
@@ -438,7 +438,7 @@ def rows_table(flag: str, rows: list[dict[str, Any]]) -> pd.DataFrame:
 def budget_for_rows(flag: str, rows: list[dict[str, Any]]) -> None:
     _ = ui_i18n.translator()
     with_budget = [row for row in rows if row.get("budget")]
-    st.markdown(f"**:material/timer: {_('Where the time of one request goes')}**")
+    st.markdown("**:material/timer: " + _("Where the time of one request goes") + "**")
     if not with_budget:
         st.caption(_("No single request was split for these values."))
         return
@@ -452,7 +452,7 @@ def budget_for_rows(flag: str, rows: list[dict[str, Any]]) -> None:
 def draw_budget(budget: dict[str, Any]) -> None:
     _ = ui_i18n.translator()
     segments = [(s["key"], s["label"], float(s["ms"])) for s in budget.get("segments", [])]
-    figure = measure_charts.latency_budget_figure(segments, _)
+    figure = measure_charts.latency_budget_figure(segments, _, title="")
     st.plotly_chart(figure, width="stretch", config=measure_charts.NO_BAR, key="impact.budget_chart")
     if budget.get("source") == "client":
         st.caption(

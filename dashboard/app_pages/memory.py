@@ -150,7 +150,7 @@ def draw_live(sampler: Any, manager: Any, minutes: int) -> None:
 
 def live_section(sampler: Any, manager: Any) -> None:
     _ = ui_i18n.translator()
-    st.subheader(f":material/monitoring: {_('Live')}")
+    st.subheader(":material/monitoring: " + _("Live"))
     minutes = window_choice()
 
     @st.fragment(run_every="1s")
@@ -171,7 +171,7 @@ def live_section(sampler: Any, manager: Any) -> None:
 
 def breakdown_section(manager: Any, sampler: Any, backend: str) -> None:
     _ = ui_i18n.translator()
-    st.subheader(f":material/stacked_bar_chart: {_('Where the memory goes')}")
+    st.subheader(":material/stacked_bar_chart: " + _("Where the memory goes"))
     snap = manager.snapshot()
     if snap.status != "ready" or snap.config is None or snap.report is None:
         st.info(

@@ -158,7 +158,9 @@ def resolve(model: str, prepare: bool = True) -> ResolvedModel:
         return ResolvedModel(str(folder), model)
     if model.startswith(("/", ".", "~")):
         raise ModelUnavailable(
-            Problem("model_folder_missing", N_("The model folder {path} does not exist."), params={"path": model})
+            Problem(
+                "model_folder_missing", N_("The model folder {path} does not exist."), params={"path": model}
+            )
         )
     if os.environ.get("HF_HUB_OFFLINE") == "1" and _hub_cached_config(model) is None:
         raise ModelUnavailable(

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from dashboard.engine import flags
 from dashboard.engine.problems import Problem
 from dashboard.i18n import N_
 
@@ -149,6 +150,7 @@ _PHASE_PATTERNS: list[tuple[str, re.Pattern, Callable[[re.Match], dict[str, Any]
         re.compile(r"Directly load the compiled graph\(s\).*from the cache, took " + _NUMBER + r" ?s"),
         lambda m: {"compile_s": _num(m.group(1)), "compile_cached": True},
     ),
+    ("compile", re.compile(r"^Warming up done\.?$"), lambda m: {}),  # CPU: the compile warm-up ended
     (
         "graph_capture",
         re.compile(r"Graph capturing finished in " + _NUMBER + r" ?secs?, took " + _NUMBER + r" ?GiB"),
@@ -249,7 +251,8 @@ def _gpu_memory_not_free(match: re.Match, backend: str | None) -> Problem:
     free, total = _num(match.group(2)), _num(match.group(3))
     fraction, requested = _num(match.group(4)), _num(match.group(5))
     fits = math.floor((free / total - 0.02) * 100) / 100 if total else 0.0
-    suggestion = round(max(0.05, fits), 2) if fits > 0 else None
+    lowest = flags.get("gpu_memory_utilization").min or 0.01
+    suggestion = round(max(lowest, fits), 2) if fits > 0 else None
     return Problem(
         "gpu_memory_not_free",
         N_(

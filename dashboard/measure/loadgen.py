@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import secrets
 import threading
 import time
 from collections import Counter
@@ -27,7 +28,7 @@ import httpx
 
 from dashboard.engine.presets import RequestSpec
 from dashboard.measure import metrics
-from dashboard.measure.client import RequestTiming, auth_headers, stream_chat
+from dashboard.measure.client import RequestTiming, auth_headers, stream_chat, tls_context
 
 ProgressCallback = Callable[[int, int | None], None]  # (requests done, total planned or None)
 
@@ -110,6 +111,7 @@ class Workload:
     output_tokens: int = 0
     json_mode: bool | None = None  # preset requests: force the JSON schema on or off
     unique_prompts: bool = False  # synthetic: a different first token per request (no prefix-cache hits)
+    salt: str = ""  # synthetic: starts the first token; random per workload so runs do not share prompts
     label: str = ""
     filler_words: int | None = None  # synthetic: words of filler text; None = input_tokens (see calibrated)
 
@@ -124,7 +126,11 @@ class Workload:
         if input_tokens < 1 or output_tokens < 1:
             raise ValueError("input_tokens and output_tokens must be at least 1")
         return cls(
-            input_tokens=input_tokens, output_tokens=output_tokens, unique_prompts=unique_prompts, label=label
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            unique_prompts=unique_prompts,
+            label=label,
+            salt=secrets.token_hex(2) if unique_prompts else "",
         )
 
     @property
@@ -134,7 +140,7 @@ class Workload:
     def payload(self, model: str, index: int = 0) -> dict[str, Any]:
         if self.request is not None:
             return self.request.payload(model, stream=True, json_mode=self.json_mode)
-        salt = f"R{index}" if self.unique_prompts else ""
+        salt = f"{self.salt}R{index}" if self.unique_prompts else ""
         return {
             "model": model,
             "messages": [
@@ -156,7 +162,11 @@ class Workload:
         body = {"model": model, "messages": self.payload(model, 0)["messages"]}
         try:
             response = httpx.post(
-                base_url.rstrip("/") + "/tokenize", json=body, headers=auth_headers(api_key), timeout=30
+                base_url.rstrip("/") + "/tokenize",
+                json=body,
+                headers=auth_headers(api_key),
+                timeout=30,
+                verify=tls_context(),
             )
             response.raise_for_status()
             counted = int(response.json()["count"])
@@ -299,7 +309,7 @@ def summarize(
 
 def make_client(timeout_s: float = 120.0) -> httpx.AsyncClient:
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-    return httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(timeout_s))
+    return httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(timeout_s), verify=tls_context())
 
 
 class ClientPool:

@@ -15,6 +15,8 @@ from typing import Any
 
 import httpx
 
+from dashboard.measure.client import tls_context
+
 METRICS_PATH = "/metrics"
 
 TTFT = "vllm:time_to_first_token_seconds"
@@ -356,8 +358,10 @@ def metrics_url(base_url: str) -> str:
 
 def scrape(base_url: str, timeout: float = 5.0, client: httpx.Client | None = None) -> MetricsSnapshot:
     """GET /metrics and parse it. Raises httpx.HTTPError when the server does not answer."""
-    getter = client.get if client is not None else httpx.get
-    response = getter(metrics_url(base_url), timeout=timeout)
+    if client is not None:
+        response = client.get(metrics_url(base_url), timeout=timeout)
+    else:
+        response = httpx.get(metrics_url(base_url), timeout=timeout, verify=tls_context())
     response.raise_for_status()
     return MetricsSnapshot.from_text(response.text)
 

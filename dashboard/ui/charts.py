@@ -81,7 +81,7 @@ def memory_prediction_figure(
     figure.update_layout(barmode="stack", showlegend=True)
     figure.update_xaxes(title_text=_("GiB"), rangemode="tozero")
     figure.update_yaxes(showticklabels=False)
-    _base_layout(figure, _("Predicted memory"), height=200, lang=lang)
+    _base_layout(figure, _("Predicted memory"), height=175, lang=lang)
     figure.update_layout(
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1},
         margin={"l": 10, "r": 10, "t": 40, "b": 10},

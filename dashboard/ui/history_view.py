@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
+import shlex
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -18,6 +19,9 @@ from typing import Any
 import plotly.graph_objects as go
 from babel.dates import format_datetime
 
+from dashboard.engine import config as config_mod
+from dashboard.engine import models
+from dashboard.engine.config import ServerConfig
 from dashboard.history import export
 from dashboard.history.records import RunRecord, flag_values, flatten, is_number
 from dashboard.i18n import N_
@@ -42,7 +46,7 @@ STATUS_NAMES = {
     "interrupted": N_("interrupted"),
 }
 STARTS = ("apply", "startup")
-MEASUREMENTS = ("playground", "load", "probe", "sweep")
+MEASUREMENTS = ("playground", "load", "probe")  # a sweep restarts with other settings: not "under" one start
 IGNORED_FLAGS = frozenset({"api_key"})
 
 
@@ -217,6 +221,25 @@ def _measurement_between(runs: Sequence[RunRecord], after_id: int, before_id: in
         and key_figures(r)
     ]
     return found[-1] if found else None
+
+
+# ---------------------------------------------------------------------------------------------- command
+
+
+def serve_command(run: RunRecord) -> str:
+    """A `vllm serve` line for the run's settings, the built-in model named by its Hugging Face id.
+    Built from the flag catalog (which knows vLLM's defaults); secrets hidden."""
+    model = str(run.config.get("model") or models.EMBEDDED)
+    if model == models.EMBEDDED:
+        model = models.EMBEDDED_NAME
+    try:
+        config = ServerConfig.from_dict({"model": model, "values": run.config.get("values") or {}})
+        words = config_mod.argv(config, model, model)
+        words = ["vllm", "serve", model, *words[5:]]  # drop "python -m <module> --model <path>"
+    except (KeyError, ValueError):  # a stored config the catalog no longer knows: plain options
+        values = {k: v for k, v in flag_values(run.config).items() if k != "sweep"}
+        words = export.command_words({**values, "model": model})
+    return shlex.join(export.mask_words(words))
 
 
 # ---------------------------------------------------------------------------------------------- charts

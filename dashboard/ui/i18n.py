@@ -86,9 +86,12 @@ def percent(fraction: float | None, digits: int = 0) -> str:
 
 
 def milliseconds(value: float | None) -> str:
+    """A duration measured in ms; from one second up it is written in seconds (12.6 s, not 12,616 ms)."""
     _ = translator()
     if value is None:
         return "–"
+    if value >= 1000:
+        return _("{value} s").format(value=number(value / 1000, 2 if value < 10_000 else 1))
     return _("{value} ms").format(value=number(value, 0 if value >= 100 else 1))
 
 

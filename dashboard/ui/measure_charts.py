@@ -77,7 +77,10 @@ MARK_COLOURS = {
 
 def mark_text(mark: Mark, _: Translate = _identity) -> str:
     name = _(MARK_NAMES[mark.kind]) if mark.kind in MARK_NAMES else mark.kind
-    return f"{name}: {_(mark.label)}" if mark.label else name
+    if not mark.label:
+        return name
+    label = _(mark.label)
+    return f"{name}: {label}"
 
 
 def memory_timeline_figure(
@@ -105,11 +108,26 @@ def memory_timeline_figure(
     _add_server_lines(figure, samples, times, _)
     _add_marks(figure, marks, samples, _)
     figure.update_yaxes(title_text=memory_title, rangemode="tozero", row=1, col=1)
-    figure.update_yaxes(title_text=_("KV cache used (%)"), range=[0, 100], row=2, col=1, secondary_y=False)
     figure.update_yaxes(
-        title_text=_("Requests"), rangemode="tozero", row=2, col=1, secondary_y=True, showgrid=False
+        title_text=_("KV cache used (%)"), range=[0, kv_axis_top(samples)], row=2, col=1, secondary_y=False
+    )
+    figure.update_yaxes(
+        title_text=_("Requests"),
+        rangemode="tozero",
+        tickformat="d",
+        row=2,
+        col=1,
+        secondary_y=True,
+        showgrid=False,
     )
     return _layout(figure, _("Memory and work, live"), height=520)
+
+
+def kv_axis_top(samples: Sequence[MemorySample]) -> float:
+    """Top of the KV-cache axis in %: room above the peak, at least 5 % (a few short requests fill well
+    under 1 % of a big warehouse and would vanish on a 0-100 axis), never above 100 %."""
+    peak = max((s.kv_cache_usage or 0.0 for s in samples), default=0.0) * 100
+    return min(100.0, max(5.0, peak * 1.3))
 
 
 def _add_ram_lines(figure: go.Figure, samples: Sequence[MemorySample], times: list, _: Translate) -> None:
@@ -459,7 +477,9 @@ BUDGET_COLOURS = {
 }
 
 
-def latency_budget_figure(segments: Sequence[tuple[str, str, float]], _: Translate = _identity) -> go.Figure:
+def latency_budget_figure(
+    segments: Sequence[tuple[str, str, float]], _: Translate = _identity, title: str | None = None
+) -> go.Figure:
     """One request's time as a horizontal stacked bar: (key, English msgid, milliseconds) in time order,
     as LatencyBudget.segments() gives them."""
     figure = go.Figure()
@@ -480,10 +500,11 @@ def latency_budget_figure(segments: Sequence[tuple[str, str, float]], _: Transla
             )
         )
     figure.update_layout(barmode="stack")
-    figure.update_xaxes(title_text=_("Milliseconds"), rangemode="tozero")
+    figure.update_xaxes(ticksuffix=" ms", rangemode="tozero")
     figure.update_yaxes(showticklabels=False)
-    figure = _layout(figure, _("Where the time of one request goes"), height=230)
-    figure.update_layout(hovermode="closest", legend={"y": -0.35})
+    heading = _("Where the time of one request goes") if title is None else title
+    figure = _layout(figure, heading, height=230 if heading else 190)
+    figure.update_layout(hovermode="closest", legend={"y": -0.3}, margin={"t": 48 if heading else 10})
     return figure
 
 

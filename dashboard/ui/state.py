@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass, field
 from typing import Any
 
 import streamlit as st
@@ -85,9 +86,21 @@ def model_facts(model: str) -> tuple[ModelFacts, ModelShape | None, Problem | No
     return facts, shape, None
 
 
+@dataclass
+class _FinishedStarts:
+    seen: set[float] = field(default_factory=set)
+    last: Any = None  # the newest finished StartupReport, shown as "previous start" during a restart
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
 @st.cache_resource(show_spinner=False)
-def _recorded_starts() -> tuple[set[float], threading.Lock]:
-    return set(), threading.Lock()
+def _finished_starts() -> _FinishedStarts:
+    return _FinishedStarts()
+
+
+def last_finished_report() -> Any:
+    """The newest start that reached ready or failed (any session saw it), or None."""
+    return _finished_starts().last
 
 
 def record_finished_start(snapshot: Any) -> None:
@@ -95,11 +108,12 @@ def record_finished_start(snapshot: Any) -> None:
     report = getattr(snapshot, "report", None)
     if report is None or snapshot.status not in ("ready", "failed"):
         return
-    seen, lock = _recorded_starts()
-    with lock:
-        if report.started_at in seen:
+    finished = _finished_starts()
+    with finished.lock:
+        if report.started_at in finished.seen:
             return
-        seen.add(report.started_at)
+        finished.seen.add(report.started_at)
+        finished.last = report
     store = get_store()
     if store is None:
         return

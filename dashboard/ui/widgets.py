@@ -87,9 +87,9 @@ def value_text(flag: Flag, value: Any) -> str:
         return str(value) if value else _("empty")
     if flag.kind == "choice":
         return str(value)
-    if isinstance(value, int | float):
+    if isinstance(value, int | float) and flag.unit:
         return number_text(value)
-    return str(value)
+    return str(value)  # numbers without a unit are names (a port, a seed): never grouped like 8,401
 
 
 def choice_label(flag: Flag, choice: str, translate: Callable[[str], str] | None = None) -> str:

@@ -60,7 +60,10 @@ def ready_snapshot(config: ServerConfig) -> ServerSnapshot:
         started_at=time.time() - 40,
         backend="cpu",
         ready_s=35.2,
-        startup=[{"phase": "process_start", "seconds": 0.0, "detail": {}}, {"phase": "ready", "seconds": 35.2}],
+        startup=[
+            {"phase": "process_start", "seconds": 0.0, "detail": {}},
+            {"phase": "ready", "seconds": 35.2, "detail": {}},
+        ],
         kv_cache_tokens=46592,
         max_concurrency=22.75,
         kv_cache_gib=1.0,

@@ -194,3 +194,17 @@ def test_pending_values_survive_a_visit_to_another_page(manager: StandInManager)
     assert not at.exception
     show_group_of(at, "max_num_seqs")
     assert at.select_slider(key=widgets.widget_key("max_num_seqs")).value == 32
+
+
+def test_earlier_results_stay_visible_during_a_restart(manager: StandInManager) -> None:
+    manager.snap = ready_snapshot(default_config("cpu"))
+    at = open_app("en")
+    assert "Last start" in texts(at)
+    at.select_slider(key=widgets.widget_key("kv_cache_memory_gib")).set_value(2.0).run()
+    at.button(key="factory.apply").click().run()
+    assert manager.snap.status == "starting"
+    at.run()
+    page = texts(at)
+    assert "Rebuilding the factory" in "".join(s.label for s in at.status)
+    assert "Previous start" in page
+    assert {m.label: m.value for m in at.metric}["Ready after"] == "35.2 s"

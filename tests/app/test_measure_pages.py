@@ -241,7 +241,12 @@ def test_history_lists_runs_and_shows_the_last_apply_before_and_after(stand_in, 
     assert "`--max-num-seqs`: 128 → **16**" in page
     ready = [m for m in at.metric if m.label == "Ready after (s)"]
     assert [m.value for m in ready] == ["36.0", "33.5"]
-    assert [d.label for d in at.get("download_button")] == ["JSON", "CSV", "Report (Vietnamese + English)"]
+    assert [d.label for d in at.get("download_button")] == [
+        "Command",
+        "JSON",
+        "CSV",
+        "Report (Vietnamese + English)",
+    ]
 
 
 def test_history_compares_two_runs_flag_by_flag(stand_in, cpu_sampler, home) -> None:

@@ -15,7 +15,7 @@ BASE = "http://test"
 def _sse(*chunks: dict | str) -> bytes:
     lines = []
     for chunk in chunks:
-        data = chunk if isinstance(chunk, str) else json.dumps(chunk)
+        data = chunk if isinstance(chunk, str) else json.dumps(chunk, ensure_ascii=False)
         lines.append(f"data: {data}\n\n")
     return "".join(lines).encode()
 
@@ -129,3 +129,25 @@ def test_to_dict_is_json_serializable_and_includes_mean_itl():
     data = json.loads(json.dumps(timing.to_dict()))
     assert data["mean_itl_ms"] == 1.0
     assert data["text"] == "hi"
+
+
+def test_lines_and_characters_split_across_network_reads_are_reassembled():
+    body = _sse(_content("Xin chào"), _content(" bạn"), _usage(5, 2), "[DONE]")
+    cut_inside_a_character = body.index("à".encode()) + 1
+    pieces = [body[:7], body[7:cut_inside_a_character], body[cut_inside_a_character:]]
+
+    async def stream():
+        for piece in pieces:
+            yield piece
+
+    timing = _run(lambda request: httpx.Response(200, content=stream()))
+    assert timing.ok
+    assert timing.text == "Xin chào bạn"
+    assert timing.completion_tokens == 2
+    assert timing.content_chunks == 2
+
+
+def test_stream_without_done_line_still_counts():
+    body = _sse(_content("a"), _content("b")).rstrip(b"\n")  # last line without its newline
+    timing = _run(lambda request: httpx.Response(200, content=body))
+    assert timing.ok and timing.text == "ab"

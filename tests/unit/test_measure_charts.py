@@ -205,3 +205,11 @@ def test_latency_budget_is_one_stacked_bar_in_the_order_time_passes() -> None:
     assert [t.x[0] for t in figure.data] == [0.4, 90.0, 560.0, 3.0, 6.5]
     assert figure.layout.barmode == "stack"
     assert all(t.orientation == "h" for t in figure.data)
+
+
+def test_the_kv_axis_leaves_room_above_the_peak_and_shows_a_nearly_empty_warehouse() -> None:
+    assert charts.kv_axis_top(cpu_samples()) == pytest.approx(52.0)  # peak 40 %
+    quiet = [s for s in cpu_samples() if s.kv_cache_usage == 0.0]
+    assert charts.kv_axis_top(quiet) == 5.0
+    full = [MemorySample(1.0, "cpu", None, 0, 1, 2, kv_cache_usage=0.95)]
+    assert charts.kv_axis_top(full) == 100.0

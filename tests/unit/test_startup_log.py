@@ -265,3 +265,22 @@ def test_every_captured_failure_has_an_english_and_vietnamese_text(name):
     data = problem.to_dict()
     assert data["text_en"] and data["text_vi"]
     assert "{" not in data["text_en"]  # every placeholder was filled
+
+
+def test_cpu_compile_warm_up_counts_as_the_compile_phase_and_long_waits_are_no_error():
+    # The first two lines come from a real compiled (not eager) CPU start, which the machine's load
+    # stretched past 6 minutes; "Warming up done." is the message cpu_model_runner.py logs at the end.
+    worker = "(Worker pid=27042) INFO 11-24 09:17:04 [cpu_model_runner.py:87] "
+    engine = "(EngineCore pid=26831) INFO 11-24 09:18:06 [shm_broadcast.py:871] "
+    watcher = StartupWatcher(started_at=0.0)
+    watcher.feed(worker + "Warming up model for the compilation...", 40.0)
+    watcher.feed(
+        engine + "No available shared memory broadcast block found in 60 seconds. This typically happens "
+        "when some processes are hanging or doing some time-consuming work (e.g. compilation, "
+        "weight/kv cache loading).",
+        100.0,
+    )
+    assert not watcher.reached("compile") and watcher.failure is None
+    reached = watcher.feed(worker + "Warming up done.", 430.0)
+    assert [p.name for p in reached] == ["compile"] and reached[0].seconds == 430.0
+    assert watcher.problem(None).code == "server_exited"

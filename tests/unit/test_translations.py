@@ -75,8 +75,10 @@ def test_translations_keep_every_placeholder(catalog_path: Path) -> None:
         strings = message.string if isinstance(message.string, tuple | list) else (message.string,)
         wanted = set(PLACEHOLDER.findall(ids[-1])) | set(PLACEHOLDER.findall(ids[0]))
         for text in strings:
-            if text and set(PLACEHOLDER.findall(text)) != wanted and not (
-                len(ids) > 1 and set(PLACEHOLDER.findall(text)) <= wanted
+            if (
+                text
+                and set(PLACEHOLDER.findall(text)) != wanted
+                and not (len(ids) > 1 and set(PLACEHOLDER.findall(text)) <= wanted)
             ):
                 broken.append(ids[0])
     assert not broken, f"placeholders differ from the msgid in: {broken[:5]}"
