@@ -182,6 +182,7 @@ class Workload:
                 "input_tokens": self.input_tokens,
                 "output_tokens": self.output_tokens,
                 "unique_prompts": self.unique_prompts,
+                "salt": self.salt,
                 "filler_words": self.filler_words,
                 "label": self.label,
             }

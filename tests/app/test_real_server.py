@@ -41,7 +41,7 @@ def _started_factory(real_manager: ServerManager):
     at.select_slider(key=widgets.widget_key("max_model_len")).set_value(1024).run()
     at.button(key="factory.apply").click().run()
     deadline = time.monotonic() + READY_TIMEOUT_S
-    while real_manager.snapshot().busy and time.monotonic() < deadline:
+    while real_manager.is_busy() and time.monotonic() < deadline:
         time.sleep(2)
     at.run()
     return at

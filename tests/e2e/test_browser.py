@@ -1,0 +1,285 @@
+"""The whole product in a real browser: open the app in Vietnamese and in English, change the number of
+checkout lanes (--max-num-seqs) on the factory floor, press Apply, watch the real vLLM server being
+rebuilt phase by phase, then ask it the Pika question in the playground and read the streamed answer
+and its timings. The server must really run with the new value.
+
+The two languages run in order on one app (one vLLM server): vi starts the server with 8 lanes, en
+restarts it with 12. Each also works alone (-k en): it starts the server when none is running.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import httpx
+import psutil
+import pytest
+from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+from dashboard.engine import flag_texts, presets
+from dashboard.engine.config import SERVER_MODULE
+from dashboard.i18n import translator
+
+pytestmark = [pytest.mark.e2e, pytest.mark.server, pytest.mark.timeout(900)]
+
+PAGE_TIMEOUT_MS = 60_000  # one Streamlit rerun on a busy 2-core machine
+READY_TIMEOUT_S = 240.0  # the CPU server alone starts in ~35 s; others may be starting theirs
+REPLY_TIMEOUT_MS = 180_000
+LANES = {"vi": 8, "en": 12}
+OTHER_LANGUAGE = {"vi": "en", "en": "vi"}
+IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+RUNNING_WIDGET = '[data-testid="stStatusWidget"]'
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def wait_until_idle(page: Page, timeout_ms: int = PAGE_TIMEOUT_MS) -> None:
+    """The script is not running and Streamlit shows no "Running..." widget."""
+    page.wait_for_selector(IDLE, timeout=timeout_ms)
+    page.wait_for_selector(RUNNING_WIDGET, state="detached", timeout=timeout_ms)
+
+
+def main_area(page: Page) -> Locator:
+    return page.get_by_test_id("stMain")
+
+
+def open_factory(page: Page, url: str, lang: str) -> None:
+    _ = translator(lang)
+    page.goto(f"{url}/?lang={lang}")
+    expect(main_area(page).get_by_role("heading", name=_("Factory floor"))).to_be_visible(
+        timeout=PAGE_TIMEOUT_MS
+    )
+    wait_until_idle(page)
+
+
+def choose_group(page: Page, lang: str, group: str) -> None:
+    title = translator(lang)(flag_texts.group_texts(group).title)
+    page.get_by_role("radio", name=re.compile(re.escape(title))).click()
+    expect(page.get_by_role("radio", name=re.compile(re.escape(title)))).to_be_checked(
+        timeout=PAGE_TIMEOUT_MS
+    )
+    wait_until_idle(page)
+
+
+def flag_label(lang: str, name: str) -> str:
+    return translator(lang)(flag_texts.texts_for(name).label)
+
+
+def set_port(page: Page, lang: str, port: int) -> None:
+    """Point the factory's door at this test's vLLM port (the app's default port may be someone else's)."""
+    choose_group(page, lang, "doors")
+    field = page.get_by_label(flag_label(lang, "port"), exact=True)
+    if field.input_value() != str(port):
+        field.fill(str(port))
+        field.press("Enter")
+    expect(field).to_have_value(str(port), timeout=PAGE_TIMEOUT_MS)
+    wait_until_idle(page)
+
+
+def shown_number(text: str) -> int:
+    return int(re.sub(r"[^\d]", "", text))  # "1.024" (vi) and "1,024" (en) are both 1024
+
+
+def set_lanes(page: Page, lang: str, lanes: int) -> None:
+    """Move the checkout-lanes slider with the keyboard until it shows `lanes`."""
+    choose_group(page, lang, "lanes")
+    card = page.locator(".st-key-card_max_num_seqs")
+    expect(card).to_contain_text(flag_label(lang, "max_num_seqs"))
+    slider = card.get_by_role("slider")
+    for _ in range(40):  # each step reruns the page, which draws the slider anew
+        shown = shown_number(slider.get_attribute("aria-valuetext") or "0")
+        if shown == lanes:
+            break
+        slider.press("ArrowLeft" if shown > lanes else "ArrowRight")
+        wait_until_idle(page)
+    expect(slider).to_have_attribute("aria-valuetext", str(lanes), timeout=PAGE_TIMEOUT_MS)
+    wait_until_idle(page)
+
+
+def page_text(page: Page) -> str:
+    return main_area(page).inner_text()
+
+
+STARTUP_STATE_JS = """([after, takingOrders, serverNow, failed, seen]) => {
+    const main = document.querySelector('[data-testid="stMain"]');
+    if (!main) return null;
+    const text = main.innerText;
+    const lines = main.querySelectorAll(
+        '[data-testid="stExpanderDetails"] [data-testid="stMarkdownContainer"]');
+    const phases = [...lines].filter(el => el.innerText.includes(' · ' + after)).length;
+    const state = {phases, ready: text.includes(takingOrders) && text.includes(serverNow),
+                   failed: text.includes(failed)};
+    return state.ready || state.failed || phases !== seen ? state : null;
+}"""
+
+
+def prefix(message: str) -> str:
+    """The fixed words of a message before its first {placeholder}."""
+    return message.split("{")[0].strip()
+
+
+def wait_for_ready(page: Page, lang: str, lanes: int, shots, app) -> float:
+    """Wait until the status card says the factory takes orders and the lanes card says the server runs
+    with `lanes`; a screenshot each time the list of startup phases changes. Returns the seconds waited."""
+    _ = translator(lang)
+    args = [
+        prefix(_("after {seconds}")),
+        prefix(_("Taking orders at {url}")),
+        _("Server now: {value}").format(value=lanes),
+        _("The last start failed: read why below."),
+    ]
+    started = time.monotonic()
+    seen_phases = 0
+    while (left_s := READY_TIMEOUT_S - (time.monotonic() - started)) > 0:
+        try:
+            handle = page.wait_for_function(
+                STARTUP_STATE_JS, arg=[*args, seen_phases], polling=250, timeout=left_s * 1000
+            )
+        except PlaywrightTimeoutError:
+            break
+        state = handle.json_value()
+        if state["failed"]:
+            shots.take(page, "start-failed", lang, full_page=True)
+            pytest.fail("the server did not start:\n" + page_text(page) + "\n" + app.log_tail())
+        if state["ready"]:
+            return time.monotonic() - started
+        seen_phases = state["phases"]
+        shots.take(page, f"startup-phase-{seen_phases}", lang)
+    shots.take(page, "start-timeout", lang, full_page=True)
+    pytest.fail(f"the factory was not ready after {READY_TIMEOUT_S:.0f} s:\n{page_text(page)}")
+
+
+def server_command_line(vllm_port: int, runs_dir) -> list[str]:
+    """The command line of the vLLM API server the app started on this port."""
+    for process in psutil.process_iter(["cmdline", "cwd"]):
+        words = process.info["cmdline"] or []
+        if (
+            SERVER_MODULE in words
+            and "--port" in words
+            and words[words.index("--port") + 1] == str(vllm_port)
+        ):
+            assert str(process.info["cwd"]).startswith(str(runs_dir)), "a vLLM server not started by the app"
+            return words
+    return []
+
+
+def flag_value(words: list[str], option: str) -> str | None:
+    return words[words.index(option) + 1] if option in words else None
+
+
+# ------------------------------------------------------------------------------------------ the tour
+
+
+@pytest.mark.parametrize("lang", ["vi", "en"])
+def test_learner_rebuilds_the_factory_and_gets_a_streamed_answer(lang, lego_app, browser_page, shots):
+    page = browser_page
+    _ = translator(lang)
+    other = translator(OTHER_LANGUAGE[lang])
+    lanes = LANES[lang]
+
+    # 1. The factory floor speaks the chosen language.
+    open_factory(page, lego_app.url, lang)
+    nav = page.get_by_test_id("stSidebarNav")
+    expect(nav.get_by_text(_("Prompt playground"), exact=True)).to_be_visible()
+    assert other("Factory floor") not in page_text(page)
+    shots.take(page, "factory", lang)
+
+    # 2. Door number and checkout lanes, then the changes wait for Apply.
+    set_port(page, lang, lego_app.vllm_port)
+    set_lanes(page, lang, lanes)
+    control_room = page.locator(".st-key-control_room")
+    expect(control_room).to_contain_text(
+        re.compile(rf"--max-num-seqs: \S+ → {lanes}\b"), timeout=PAGE_TIMEOUT_MS
+    )
+    shots.take(page, "lanes-changed", lang)
+
+    # 3. Apply: the real server is rebuilt, phase by phase.
+    apply = page.locator(".st-key-factory-apply").get_by_role("button")
+    expect(apply).to_be_enabled()
+    apply.click()
+    expect(main_area(page).get_by_text(_("The factory is being rebuilt with your settings."))).to_be_visible(
+        timeout=PAGE_TIMEOUT_MS
+    )
+    phase_line = " · " + prefix(_("after {seconds}"))
+    main_area(page).get_by_test_id("stExpanderDetails").filter(
+        has_text=phase_line
+    ).scroll_into_view_if_needed(timeout=PAGE_TIMEOUT_MS)
+    waited = wait_for_ready(page, lang, lanes, shots, lego_app)
+    print(f"[{lang}] ready {waited:.1f} s after Apply")
+    wait_until_idle(page)
+    expect(main_area(page).get_by_text(prefix(_("Taking orders at {url}")))).to_be_visible()
+    shots.take(page, "ready", lang, full_page=True)
+
+    # 4. The server really runs with the new value: its own command line, the page's record of it, its API.
+    words = server_command_line(lego_app.vllm_port, lego_app.runs_dir)
+    assert flag_value(words, "--max-num-seqs") == str(lanes), words
+    command = (
+        main_area(page).get_by_test_id("stExpander").filter(has_text=_("The exact command of this start"))
+    )
+    command.get_by_text(_("The exact command of this start")).click()
+    expect(command.get_by_test_id("stCode")).to_contain_text(f"--max-num-seqs {lanes}")
+    expect(command.get_by_test_id("stCode")).to_contain_text(f"--port {lego_app.vllm_port}")
+    models = httpx.get(f"http://127.0.0.1:{lego_app.vllm_port}/v1/models", timeout=10, trust_env=False)
+    assert models.status_code == 200
+    served = [entry["id"] for entry in models.json()["data"]]
+    assert served, models.text
+
+    # 5. The playground: the Pika request, a streamed answer and its timings.
+    page.get_by_test_id("stSidebarNav").get_by_text(_("Prompt playground"), exact=True).click()
+    expect(main_area(page).get_by_role("heading", name=_("Prompt playground"))).to_be_visible(
+        timeout=PAGE_TIMEOUT_MS
+    )
+    wait_until_idle(page)
+    preset = page.locator(".st-key-playground-preset")
+    expect(preset).to_contain_text(_(presets.get("pika").title))
+    send = page.locator(".st-key-playground-send").get_by_role("button")
+    expect(send).to_be_enabled(timeout=PAGE_TIMEOUT_MS)
+    shots.take(page, "playground", lang)
+    send.click()
+    reply = page.get_by_test_id("stChatMessage")
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('[data-testid="stChatMessage"]')]
+                   .some(el => el.innerText.includes('\u258c'))""",
+        polling="raf",
+        timeout=REPLY_TIMEOUT_MS,
+    )  # the typing cursor: the answer is arriving piece by piece
+    shots.take(page, "reply-streaming", lang)
+    ttft = page.get_by_test_id("stMetric").filter(has_text=_("First token after"))
+    expect(ttft).to_be_visible(timeout=REPLY_TIMEOUT_MS)
+    wait_until_idle(page)
+    answer = reply.inner_text().replace("\u258c", "").strip()
+    assert answer and answer != "…", "the reply is empty"
+    assert "\u258c" not in reply.inner_text(), "the typing cursor stayed after the answer ended"
+    ttft_value = ttft.get_by_test_id("stMetricValue").inner_text()
+    assert re.fullmatch(r"[\d.,]+\s*(ms|s)", ttft_value), ttft_value
+    for label in ("Time per next token", "Tokens per second", "Question tokens", "Answer tokens"):
+        metric = page.get_by_test_id("stMetric").filter(has_text=_(label))
+        expect(metric).to_be_visible()
+        assert metric.get_by_test_id("stMetricValue").inner_text().strip() not in ("", "–"), label
+    print(f"[{lang}] answer: {answer[:120]!r}; first token after {ttft_value}")
+    shots.take(page, "reply", lang, full_page=True)
+
+    # 6. The wide screen of a classroom projector.
+    if lang == "en":
+        page.set_viewport_size({"width": 1920, "height": 1080})
+        wait_until_idle(page)
+        shots.take(page, "playground-1920", lang, full_page=True)
+        page.get_by_test_id("stSidebarNav").get_by_text(_("Factory floor"), exact=True).click()
+        expect(main_area(page).get_by_role("heading", name=_("Factory floor"))).to_be_visible(
+            timeout=PAGE_TIMEOUT_MS
+        )
+        wait_until_idle(page)
+        shots.take(page, "factory-1920", lang, full_page=True)
+
+
+def test_closing_the_app_stops_its_vllm_server(lego_app):
+    """Stopping Streamlit (SIGTERM to its process group) must take the vLLM server it started with it."""
+    started = lego_app.vllm_processes()
+    leftovers = lego_app.stop()
+    assert lego_app.proc.returncode is not None
+    assert leftovers == [], "vLLM processes survived the app:\n" + "\n".join(leftovers)
+    assert not lego_app.vllm_processes()
+    print(f"the app stopped with {len(started)} server processes running; none survived")
