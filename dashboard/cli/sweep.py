@@ -20,7 +20,7 @@ from dashboard.history.store import HistoryStore
 from dashboard.i18n import N_, translate
 from dashboard.measure.loadgen import LoadPlan
 from dashboard.measure.probe import pick_port
-from dashboard.measure.sweep import SweepResult, SweepRow, run_sweep, verdict
+from dashboard.measure.sweep import SweepResult, SweepRow, run_sweep, verdict, verdict_message
 
 
 def register(subparsers, _) -> None:
@@ -225,9 +225,12 @@ def _finish(
     if store is None or run_id is None:
         return
     objects = [SweepRow(**row) for row in rows]
+    message, params = verdict_message(objects, name)
     summary = {
         "flag": name,
         "values": values,
+        "verdict_message": message,
+        "verdict_params": params,
         "verdict_vi": verdict(objects, name, "vi"),
         "verdict_en": verdict(objects, name, "en"),
         "duration_s": result.duration_s if result else None,

@@ -18,13 +18,14 @@ from typing import Any
 
 import plotly.graph_objects as go
 from babel.dates import format_datetime
+from babel.numbers import format_decimal
 
 from dashboard.engine import config as config_mod
-from dashboard.engine import models
+from dashboard.engine import flags, models
 from dashboard.engine.config import ServerConfig
 from dashboard.history import export
 from dashboard.history.records import RunRecord, flag_values, flatten, is_number
-from dashboard.i18n import N_
+from dashboard.i18n import N_, translate
 from dashboard.ui import measure_charts
 from dashboard.ui.measure_jobs import chart_row
 
@@ -107,7 +108,18 @@ def key_figures_text(run: RunRecord, number: Callable[[float, int], str], _: Tra
 
 
 def verdict_of(run: RunRecord, lang: str) -> str:
+    """A sweep's verdict in `lang`: from its stored msgid and numbers when it has them (so a run measured
+    before a translation existed still reads in the reader's language), else the stored sentence."""
     summary = run.summary or {}
+    message = summary.get("verdict_message")
+    if isinstance(message, str) and message:
+        params = dict(summary.get("verdict_params") or {})
+        if is_number(params.get("ratio")):
+            params["ratio"] = format_decimal(round(float(params["ratio"]), 1), format="#,##0.0", locale=lang)
+        try:
+            return translate(message, lang, **params)
+        except (KeyError, IndexError, ValueError):
+            pass
     return str(summary.get(f"verdict_{lang}") or "")
 
 
@@ -259,11 +271,18 @@ def run_figure(run: RunRecord, _: Translate = _identity) -> go.Figure | None:
     if run.kind == "sweep" and rows:
         flag = (run.summary or {}).get("flag") or (run.config.get("sweep") or {}).get("flag") or ""
         points = [chart_row(row, value_label(row.get("value"), _)) for row in rows]
-        return measure_charts.sweep_figure(points, flag, _)
+        return measure_charts.sweep_figure(points, _cli(flag), _)
     if run.kind == "load" and rows and all("concurrency" in row for row in rows):
         points = [chart_row(row, str(row["concurrency"])) for row in rows]
         return measure_charts.levels_figure(points, _)
     return None
+
+
+def _cli(flag: str) -> str:
+    try:
+        return flags.get(flag).cli
+    except KeyError:
+        return flag
 
 
 def comparison_figure(rows: Sequence[DeltaRow], _: Translate = _identity) -> go.Figure:
@@ -301,8 +320,9 @@ def chart_pngs(
         figure = run_figure(run, translate(lang))
         if figure is None:
             return {}
+        figure.update_layout(margin={"l": 70, "r": 30, "t": 100, "b": 60})  # no automargin in a picture
         try:
-            images[f"charts/run-{run.id}-{lang}.png"] = figure.to_image(format="png", width=1100, scale=1)
+            images[f"charts/run-{run.id}-{lang}.png"] = figure.to_image(format="png", width=1200, scale=1)
         except Exception:  # no Chrome for kaleido, or kaleido missing: the report keeps its tables
             log.warning("plotly image export is not available", exc_info=True)
             return {}

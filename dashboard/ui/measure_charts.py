@@ -220,7 +220,7 @@ def _add_server_lines(figure: go.Figure, samples: Sequence[MemorySample], times:
             name=_("KV cache used (%)"),
             mode="lines",
             line={"color": LEGO_YELLOW, "width": 3},
-            fill="tozeroy",
+            connectgaps=False,
             hovertemplate="%{y:.1f} %",
         ),
         row=2,
@@ -439,10 +439,13 @@ def sweep_figure(
             row=number // columns + 1,
             col=number % columns + 1,
         )
-    figure.update_xaxes(type="category", title_text=x_title, title_standoff=4)
+    figure.update_xaxes(type="category")
     figure.update_yaxes(rangemode="tozero")
     figure.update_annotations(font_size=13)
-    figure = _layout(figure, title or _("What changed when the value changed"), height=260 * grid_rows + 60)
+    heading = title or _("What changed when the value changed")
+    if x_title:
+        heading = f"{heading} · {x_title}"
+    figure = _layout(figure, heading, height=250 * grid_rows + 60)
     figure.update_layout(hovermode="closest", margin={"l": 10, "r": 10, "t": 80, "b": 10})
     return figure
 

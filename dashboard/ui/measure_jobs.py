@@ -27,7 +27,7 @@ from dashboard.engine.report import StartupReport, mask_config
 from dashboard.i18n import N_
 from dashboard.measure import budget as budget_mod
 from dashboard.measure.loadgen import LoadPlan, Workload
-from dashboard.measure.sweep import SweepRow, run_sweep, verdict
+from dashboard.measure.sweep import SweepRow, run_sweep, verdict, verdict_message
 
 log = logging.getLogger(__name__)
 GIB = 1024**3
@@ -187,6 +187,18 @@ def sweep_row(data: Mapping[str, Any]) -> SweepRow:
 def verdicts(flag: str, rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     objects = [sweep_row(r) for r in rows]
     return {lang: verdict(objects, flag, lang) for lang in ("vi", "en")}
+
+
+def verdict_summary(flag: str, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The verdict as a sweep stores it: msgid and numbers (translated when shown) and both sentences."""
+    message, params = verdict_message([sweep_row(r) for r in rows], flag)
+    texts = verdicts(flag, rows)
+    return {
+        "verdict_message": message,
+        "verdict_params": params,
+        "verdict_vi": texts["vi"],
+        "verdict_en": texts["en"],
+    }
 
 
 # ---------------------------------------------------------------------------------------------- snapshot
@@ -494,12 +506,10 @@ class SweepJob:
     ) -> None:
         if self._store is None or run_id is None:
             return
-        texts = verdicts(flag, rows)
         summary = {
             "flag": flag,
             "values": values,
-            "verdict_vi": texts["vi"],
-            "verdict_en": texts["en"],
+            **verdict_summary(flag, rows),
             "duration_s": duration_s,
             "plan": dict(plan or {}),
             "measured": sum(1 for r in rows if r.get("ok") and r.get("e2e_p50_ms") is not None),

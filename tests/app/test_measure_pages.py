@@ -181,7 +181,7 @@ def test_a_stored_sweep_shows_its_verdict_chart_and_table(stand_in, cpu_sampler,
     )
     at = open_app("en", IMPACT)
     assert "No clear difference." in [s.value for s in at.success]
-    chart = chart_titled(at, "What changed when the value changed")
+    chart = chart_titled(at, "What changed when the value changed · --max-num-seqs")
     assert all(len(trace["x"]) == 2 for trace in chart["data"])
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -243,13 +244,28 @@ def browser(chromium_path: Path) -> Iterator[object]:
             chromium.close()
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Remember each phase's outcome on the test item, so fixtures can tell a failed test."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"report_{report.when}", report)
+
+
 @pytest.fixture
-def browser_page(browser) -> Iterator[object]:
+def browser_page(browser, request: pytest.FixtureRequest, artifacts_dir: Path) -> Iterator[object]:
+    """A fresh browser session (its own Streamlit session) at 1366x900; on failure the whole page is
+    kept as failed-<test>.png next to the screenshots."""
     context = browser.new_context(viewport=VIEWPORT, locale="en-US")
     page = context.new_page()
     try:
         yield page
     finally:
+        report = getattr(request.node, "report_call", None)
+        if report is not None and report.failed:
+            name = re.sub(r"[^\w.-]+", "_", request.node.name)
+            with contextlib.suppress(Exception):
+                full_screenshot(page, artifacts_dir / f"failed-{name}.png")
         context.close()
 
 

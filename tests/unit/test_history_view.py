@@ -140,3 +140,18 @@ def test_the_serve_command_names_the_model_by_its_hub_id_and_hides_the_key() -> 
     assert command.startswith("vllm serve HuggingFaceTB/SmolLM2-135M-Instruct ")
     assert "--max-model-len 1024" in command and "--kv-cache-memory-bytes 1073741824" in command
     assert "secret-key" not in command and "--api-key '***'" in command
+
+
+def test_a_stored_verdict_is_read_in_the_readers_language_even_if_saved_before_its_translation() -> None:
+    summary = {
+        "flag": "enable_prefix_caching",
+        "verdict_message": "Turning on {flag} made each answer {ratio}x faster here.",
+        "verdict_params": {"flag": "--enable-prefix-caching", "ratio": 6.73},
+        "verdict_vi": "Turning on --enable-prefix-caching made each answer 6.7x faster here.",
+    }
+    stored = run(9, "sweep", summary=summary)
+    english = view.verdict_of(stored, "en")
+    vietnamese = view.verdict_of(stored, "vi")
+    assert english == "Turning on --enable-prefix-caching made each answer 6.7x faster here."
+    assert vietnamese != english and "6,7" in vietnamese
+    assert view.verdict_of(run(10, "sweep", summary={"verdict_en": "Kept."}), "en") == "Kept."

@@ -112,6 +112,7 @@ def test_each_value_is_saved_as_a_row_even_when_its_start_fails(tmp_path) -> Non
     assert [row.data["value"] for row in run.rows] == [4, 16]
     assert run.summary["flag"] == "max_num_seqs"
     assert "Not enough values" in run.summary["verdict_en"]
+    assert run.summary["verdict_message"].startswith("Not enough values of {flag}")
     assert [m.kind for m in sampler.snapshot().marks].count("restart") == 2
     assert snapshot.restore == "left"
 
@@ -150,3 +151,25 @@ def test_the_server_is_put_back_as_it_was_when_asked() -> None:
     snapshot = job.wait(30)
     assert manager.restarts[-1] == before
     assert snapshot.restore == "restore_failed"  # the stand-in refuses every start, the real one would not
+
+
+def test_the_whole_table_runs_one_sweep_per_flag_each_kept_as_its_own_run(tmp_path) -> None:
+    store = HistoryStore(tmp_path / "history.sqlite3")
+    table = jobs.JobRequest(
+        sweeps=(("max_num_seqs", (4, 64)), ("host", ("127.0.0.1", "0.0.0.0"))),
+        base=default_config("cpu"),
+        workload=Workload.synthetic(16, 4),
+        plan=LoadPlan(concurrency=1, requests=2),
+        mode="table",
+        backend="cpu",
+    )
+    manager = RefusingManager()
+    job = jobs.SweepJob()
+    job.start(table, manager, store)
+    snapshot = job.wait(30)
+    assert [state.flag for state in snapshot.flags] == ["max_num_seqs", "host"]
+    assert snapshot.finished_values == 4
+    runs = store.list_runs(kind="sweep")
+    assert sorted(run.summary["flag"] for run in runs) == ["host", "max_num_seqs"]
+    assert manager.restarts[-1].get("host") == "0.0.0.0"
+    assert manager.restarts[-1].get("api_key")  # an open door always gets a key of its own
