@@ -200,21 +200,25 @@ def _markdown_section(run: RunRecord, lang: str, charts: Mapping[str, Path]) -> 
     title = tr(N_("Run #{id}: {kind}"), id=run.id, kind=tr(_KIND_NAMES.get(run.kind, run.kind)))
     parts = [f"## {LANGUAGE_NAMES[lang]}", f"### {title}" + (f" — {_cell(run.label)}" if run.label else "")]
     parts += [_table([tr(N_("Field")), tr(N_("Value"))], _overview(run, lang, tr))]
-    parts += [f"#### {tr(N_('Command'))}", f"```bash\n{as_command(run)}\n```"]
+    parts += [_heading(tr(N_("Command"))), f"```bash\n{as_command(run)}\n```"]
     config = {name: value for name, value in flag_values(run.config).items() if value is not None}
     if config:
         rows = [[f"`{name}`", f"`{_cell(_plain_text(value))}`"] for name, value in config.items()]
-        parts += [f"#### {tr(N_('Configuration'))}", _table([tr(N_("Flag")), tr(N_("Value"))], rows)]
+        parts += [_heading(tr(N_("Configuration"))), _table([tr(N_("Flag")), tr(N_("Value"))], rows)]
     if run.startup:
-        parts += [f"#### {tr(N_('Server start'))}", *_startup_tables(run.startup, lang, tr)]
+        parts += [_heading(tr(N_("Server start"))), *_startup_tables(run.startup, lang, tr)]
     if run.summary:
         rows = [[f"`{key}`", _value(value, lang, tr)] for key, value in flatten(run.summary).items()]
-        parts += [f"#### {tr(N_('Summary'))}", _table([tr(N_("Metric")), tr(N_("Value"))], rows)]
-    parts += [f"#### {tr(N_('Measured rows'))}", _rows_table(run, lang, tr)]
+        parts += [_heading(tr(N_("Summary"))), _table([tr(N_("Metric")), tr(N_("Value"))], rows)]
+    parts += [_heading(tr(N_("Measured rows"))), _rows_table(run, lang, tr)]
     if charts:
-        parts += [f"#### {tr(N_('Charts'))}"]
+        parts += [_heading(tr(N_("Charts")))]
         parts += [f"![{_cell(name)}]({Path(path).as_posix()})" for name, path in charts.items()]
     return "\n\n".join(parts)
+
+
+def _heading(text: str) -> str:
+    return f"#### {text}"
 
 
 def _overview(run: RunRecord, lang: str, tr: Callable[..., str]) -> list[list[str]]:
@@ -276,7 +280,8 @@ def _phase_row(phase: Mapping[str, Any], lang: str, tr: Callable[..., str]) -> l
 
 def _error_text(error: Mapping[str, Any], lang: str, tr: Callable[..., str]) -> str:
     text = error.get(f"text_{lang}") or _translated_problem(error, tr)
-    lines = [f"**{tr(N_('The start failed'))}:** {_cell(text)}"]
+    failed = tr(N_("The start failed"))
+    lines = [f"**{failed}:** {_cell(text)}"]
     if error.get("flag") and error.get("suggestion") is not None:
         suggestion = tr(
             N_("Try {flag} = {value}."), flag=f"`{error['flag']}`", value=f"`{error['suggestion']}`"

@@ -18,7 +18,7 @@ import pytest
 from playwright.sync_api import Locator, Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
-from dashboard.engine import flag_texts, presets
+from dashboard.engine import flag_texts, models, presets
 from dashboard.engine.config import SERVER_MODULE
 from dashboard.i18n import translator
 
@@ -29,17 +29,27 @@ READY_TIMEOUT_S = 300.0  # the CPU server alone starts in ~35 s; 173 s seen whil
 REPLY_TIMEOUT_MS = 180_000
 LANES = {"vi": 8, "en": 12}
 OTHER_LANGUAGE = {"vi": "en", "en": "vi"}
-IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
-RUNNING_WIDGET = '[data-testid="stStatusWidget"]'
+IDLE_JS = """() => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    return app !== null && app.dataset.testScriptState === "notRunning"
+        && app.dataset.testConnectionState === "CONNECTED"
+        && !document.querySelector('[data-testid="stStatusWidget"]')
+        && !document.querySelector('[data-testid="stSkeleton"], [data-testid="stAppSkeleton"]');
+}"""
 
 
 # ------------------------------------------------------------------------------------------ helpers
 
 
 def wait_until_idle(page: Page, timeout_ms: int = PAGE_TIMEOUT_MS) -> None:
-    """The script is not running and Streamlit shows no "Running..." widget."""
-    page.wait_for_selector(IDLE, timeout=timeout_ms)
-    page.wait_for_selector(RUNNING_WIDGET, state="detached", timeout=timeout_ms)
+    """The script is not running, Streamlit shows no "Running..." widget and every element is drawn
+    (no loading skeleton left)."""
+    page.wait_for_function(IDLE_JS, polling=100, timeout=timeout_ms)
+
+
+def prefix(message: str) -> str:
+    """The fixed words of a message before its first {placeholder}."""
+    return message.split("{")[0].strip()
 
 
 def main_area(page: Page) -> Locator:
@@ -124,16 +134,24 @@ STARTUP_STATE_JS = """([after, takingOrders, serverNow, failed, seen]) => {
     const text = main.innerText;
     const lines = main.querySelectorAll(
         '[data-testid="stExpanderDetails"] [data-testid="stMarkdownContainer"]');
-    const phases = [...lines].filter(el => el.innerText.includes(' · ' + after)).length;
+    const phases = [...lines].filter(
+        el => el.innerText.includes(' · ' + after) && !el.closest('[data-stale="true"]')).length;
     const state = {phases, ready: text.includes(takingOrders) && text.includes(serverNow),
                    failed: text.includes(failed)};
     return state.ready || state.failed || phases !== seen ? state : null;
 }"""
 
 
-def prefix(message: str) -> str:
-    """The fixed words of a message before its first {placeholder}."""
-    return message.split("{")[0].strip()
+def rebuild_box(page: Page, lang: str) -> Locator:
+    """The box that lists the startup phases while the factory is rebuilt."""
+    line = " · " + prefix(translator(lang)("after {seconds}"))
+    return main_area(page).get_by_test_id("stExpander").filter(has_text=line)
+
+
+def show_rebuild_box(page: Page, lang: str) -> None:
+    box = rebuild_box(page, lang)
+    if box.count():
+        box.first.evaluate("el => el.scrollIntoView({block: 'center'})")
 
 
 def wait_for_ready(page: Page, lang: str, lanes: int, shots, app) -> float:
@@ -161,8 +179,11 @@ def wait_for_ready(page: Page, lang: str, lanes: int, shots, app) -> float:
             pytest.fail("the server did not start:\n" + page_text(page) + "\n" + app.log_tail())
         if state["ready"]:
             return time.monotonic() - started
-        seen_phases = state["phases"]
-        shots.take(page, f"startup-phase-{seen_phases}", lang)
+        wait_until_idle(page)  # the redraw is complete before the shot
+        seen_phases = page.evaluate(STARTUP_STATE_JS, [*args, -1])["phases"]
+        if seen_phases:
+            show_rebuild_box(page, lang)
+            shots.take(page, f"startup-phase-{seen_phases}", lang)
     shots.take(page, "start-timeout", lang, full_page=True)
     pytest.fail(f"the factory was not ready after {READY_TIMEOUT_S:.0f} s:\n{page_text(page)}")
 
@@ -205,6 +226,8 @@ def test_learner_rebuilds_the_factory_and_gets_a_streamed_answer(lang, lego_app,
     lanes = LANES[lang]
 
     # 1. The factory floor speaks the chosen language.
+    if lang != "en":
+        assert _("Factory floor") != "Factory floor", f"no {lang} translation of the page title"
     open_factory(page, lego_app.url, lang)
     nav = page.get_by_test_id("stSidebarNav")
     expect(nav.get_by_text(_("Prompt playground"), exact=True)).to_be_visible()
@@ -227,10 +250,7 @@ def test_learner_rebuilds_the_factory_and_gets_a_streamed_answer(lang, lego_app,
     expect(main_area(page).get_by_text(_("The factory is being rebuilt with your settings."))).to_be_visible(
         timeout=PAGE_TIMEOUT_MS
     )
-    phase_line = " · " + prefix(_("after {seconds}"))
-    main_area(page).get_by_test_id("stExpanderDetails").filter(
-        has_text=phase_line
-    ).scroll_into_view_if_needed(timeout=PAGE_TIMEOUT_MS)
+    expect(rebuild_box(page, lang).first).to_be_visible(timeout=PAGE_TIMEOUT_MS)
     waited = wait_for_ready(page, lang, lanes, shots, lego_app)
     print(f"[{lang}] ready {waited:.1f} s after Apply")
     wait_until_idle(page)
@@ -246,10 +266,9 @@ def test_learner_rebuilds_the_factory_and_gets_a_streamed_answer(lang, lego_app,
     command.get_by_text(_("The exact command of this start")).click()
     expect(command.get_by_test_id("stCode")).to_contain_text(f"--max-num-seqs {lanes}")
     expect(command.get_by_test_id("stCode")).to_contain_text(f"--port {lego_app.vllm_port}")
-    models = httpx.get(f"http://127.0.0.1:{lego_app.vllm_port}/v1/models", timeout=10, trust_env=False)
-    assert models.status_code == 200
-    served = [entry["id"] for entry in models.json()["data"]]
-    assert served, models.text
+    answer = httpx.get(f"http://127.0.0.1:{lego_app.vllm_port}/v1/models", timeout=10, trust_env=False)
+    assert answer.status_code == 200
+    assert models.EMBEDDED_NAME in [entry["id"] for entry in answer.json()["data"]], answer.text
 
     # 5. The playground: the Pika request, a streamed answer and its timings.
     page.get_by_test_id("stSidebarNav").get_by_text(_("Prompt playground"), exact=True).click()
@@ -302,6 +321,8 @@ def test_learner_rebuilds_the_factory_and_gets_a_streamed_answer(lang, lego_app,
 def test_closing_the_app_stops_its_vllm_server(lego_app):
     """Stopping Streamlit (SIGTERM to its process group) must take the vLLM server it started with it."""
     started = lego_app.vllm_processes()
+    if not started:
+        pytest.skip("no server is running: this test follows the tour tests of this module")
     leftovers = lego_app.stop()
     assert lego_app.proc.returncode is not None
     assert leftovers == [], "vLLM processes survived the app:\n" + "\n".join(leftovers)
