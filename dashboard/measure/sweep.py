@@ -260,10 +260,20 @@ def verdict_message(rows: Sequence[SweepRow], flag: str) -> tuple[str, dict[str,
     if is_switch and {row.value for row in measured} == {True, False}:
         off = next(row for row in measured if row.value is False)
         on = next(row for row in measured if row.value is True)
+        if _within_spread(off, on):
+            return N_(
+                "Turning on {flag} changed nothing clear here: the gap is smaller than the spread of "
+                "the measurements."
+            ), {"flag": cli}
         return _switch_verdict(cli, off.e2e_p50_ms, on.e2e_p50_ms)
     first, last = measured[0], measured[-1]
     params = {"flag": cli, "low": _shown_value(first.value), "high": _shown_value(last.value)}
     ratio = (last.e2e_p50_ms or 0) / (first.e2e_p50_ms or 1)
+    if abs(ratio - 1) >= CLEAR_DIFFERENCE and _within_spread(first, last):
+        return N_(
+            "Going from {flag} {low} to {high} changed nothing clear here: the gap is smaller than the "
+            "spread of the measurements."
+        ), params
     if abs(ratio - 1) < CLEAR_DIFFERENCE:
         return N_("Going from {flag} {low} to {high} made no clear difference here (under 10%)."), params
     if ratio > 1:
@@ -275,6 +285,19 @@ def verdict_message(rows: Sequence[SweepRow], flag: str) -> tuple[str, dict[str,
         **params,
         "ratio": 1 / ratio,
     }
+
+
+def _e2e(row: SweepRow, key: str) -> float | None:
+    summary = (row.load or {}).get("e2e_ms") or {}
+    return summary.get(key)
+
+
+def _within_spread(a: SweepRow, b: SweepRow) -> bool:
+    """True when the slower value's median is still inside the faster value's usual range (its p90):
+    a gap that small is noise on a busy machine, not an effect of the flag."""
+    fast, slow = sorted((a, b), key=lambda row: row.e2e_p50_ms or 0)
+    fast_p90 = _e2e(fast, "p90")
+    return fast_p90 is not None and (slow.e2e_p50_ms or 0) <= fast_p90
 
 
 def _switch_verdict(cli: str, off_ms: float | None, on_ms: float | None) -> tuple[str, dict[str, Any]]:

@@ -179,11 +179,12 @@ def wait_for_ready(page: Page, lang: str, lanes: int, shots, app) -> float:
             pytest.fail("the server did not start:\n" + page_text(page) + "\n" + app.log_tail())
         if state["ready"]:
             return time.monotonic() - started
-        wait_until_idle(page)  # the redraw is complete before the shot
-        seen_phases = page.evaluate(STARTUP_STATE_JS, [*args, -1])["phases"]
-        if seen_phases:
+        wait_until_idle(page)  # a redraw briefly changes the count: count again once it is complete
+        phases = page.evaluate(STARTUP_STATE_JS, [*args, -1])["phases"]
+        if phases and phases != seen_phases:
             show_rebuild_box(page, lang)
-            shots.take(page, f"startup-phase-{seen_phases}", lang)
+            shots.take(page, f"startup-phase-{phases}", lang)
+        seen_phases = phases
     shots.take(page, "start-timeout", lang, full_page=True)
     pytest.fail(f"the factory was not ready after {READY_TIMEOUT_S:.0f} s:\n{page_text(page)}")
 

@@ -109,3 +109,21 @@ def test_unknown_flag_is_refused_before_any_restart():
     with pytest.raises(KeyError):
         run_sweep("no_such_flag", [1], default_config("cpu"), Workload.synthetic(4, 2), manager)
     assert manager.configs == []
+
+
+def _spread_row(value, p50: float, p90: float) -> SweepRow:
+    return SweepRow(flag="x", value=value, ok=True, e2e_p50_ms=p50, load={"e2e_ms": {"p50": p50, "p90": p90}})
+
+
+def test_a_gap_inside_the_spread_of_the_measurements_is_not_called_an_effect():
+    rows = [_spread_row(4, 1000.0, 2500.0), _spread_row(16, 2000.0, 2600.0)]
+    text = verdict(rows, "max_num_seqs", "en")
+    assert "changed nothing clear" in text and "slower" not in text
+
+
+def test_a_gap_beyond_the_spread_is_still_reported():
+    rows = [_spread_row(False, 60.0, 70.0), _spread_row(True, 360.0, 400.0)]
+    assert (
+        verdict(rows, "enforce_eager", "en")
+        == "Turning on --enforce-eager made each answer 6.0x slower here."
+    )
