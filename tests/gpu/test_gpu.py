@@ -82,8 +82,14 @@ def test_nvml_sees_the_memory_of_the_vllm_process_tree(manager):
     gpu = sample.gpus[0]
     save_result(
         "nvml_process_tree",
-        {"gpu": gpu.name, "used": gpu.used_bytes, "total": gpu.total_bytes, "process": gpu.process_bytes,
-         "weights_gib": report.weights_gib, "kv_cache_gib": report.kv_cache_gib},
+        {
+            "gpu": gpu.name,
+            "used": gpu.used_bytes,
+            "total": gpu.total_bytes,
+            "process": gpu.process_bytes,
+            "weights_gib": report.weights_gib,
+            "kv_cache_gib": report.kv_cache_gib,
+        },
     )
     assert gpu.total_bytes > 10 * GIB
     assert gpu.process_bytes is not None, "NVML did not attribute GPU memory to the vLLM processes"
@@ -101,9 +107,14 @@ def test_memory_utilization_reserves_that_fraction_of_total_memory(manager):
         report = started(manager, brief_config(enforce_eager=True, gpu_memory_utilization=fraction))
         held = nvml_used_bytes() - idle
         rows.append(
-            {"fraction": fraction, "held_bytes": held, "held_fraction": held / total,
-             "kv_cache_tokens": report.kv_cache_tokens, "kv_cache_gib": report.kv_cache_gib,
-             "ready_s": report.ready_s}
+            {
+                "fraction": fraction,
+                "held_bytes": held,
+                "held_fraction": held / total,
+                "kv_cache_tokens": report.kv_cache_tokens,
+                "kv_cache_gib": report.kv_cache_gib,
+                "ready_s": report.ready_s,
+            }
         )
     save_result("memory_utilization", {"total_bytes": total, "idle_bytes": idle, "rows": rows})
     for row in rows:
@@ -170,8 +181,12 @@ def test_pika_json_latency_with_the_briefs_settings_and_cuda_graphs(manager):
     answers = [json.loads(t.text) for t in load.timings if t.ok]
     save_result(
         "pika_json_brief",
-        {"ready_s": report.ready_s, "startup": report.startup, "load": load.to_dict(with_timings=False),
-         "answers": answers[:3]},
+        {
+            "ready_s": report.ready_s,
+            "startup": report.startup,
+            "load": load.to_dict(with_timings=False),
+            "answers": answers[:3],
+        },
     )
     assert load.errors == 0
     assert all(a["emotion"] in presets.pika_emotions() for a in answers)
