@@ -67,6 +67,11 @@ def add_config_options(
         help=_(N_("change one flag, by its name or its vLLM option (repeatable), e.g. max_model_len=1024")),
     )
     parser.add_argument(
+        "--model",
+        default="embedded",
+        help=_(N_("model to serve: a Hugging Face id, a local folder, or 'embedded' (the built-in SmolLM2)")),
+    )
+    parser.add_argument(
         "--backend", choices=("cpu", "cuda"), help=_(N_("force the backend (default: detected)"))
     )
     parser.add_argument(
@@ -102,7 +107,7 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def build_config(args: argparse.Namespace, backend_name: str) -> ServerConfig:
     """Starting values for the backend, then the preset's flags, then --set."""
-    config = config_mod.default_config(backend_name)
+    config = config_mod.default_config(backend_name, model=getattr(args, "model", None) or "embedded")
     if getattr(args, "preset", None):
         config = config.with_values(presets.get(args.preset).flags)
     return config.with_values(overrides(args))

@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
         on_phase=common.phase_printer(lang),
         on_request=lambda index, record: _print_request(index, record, lang),
         timeout=args.timeout,
+        model=args.model,
     )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")

@@ -21,9 +21,11 @@ from dashboard.measure.client import RequestTiming, chat_once
 REQUEST_TIMEOUT_S = 120.0
 
 
-def probe_config(preset: presets.Preset, overrides: Mapping[str, Any], backend: str) -> ServerConfig:
+def probe_config(
+    preset: presets.Preset, overrides: Mapping[str, Any], backend: str, model: str = "embedded"
+) -> ServerConfig:
     """The factory's starting values, then the preset's flags, then the caller's changes."""
-    return default_config(backend).with_values(preset.flags).with_values(overrides)
+    return default_config(backend, model=model).with_values(preset.flags).with_values(overrides)
 
 
 def pick_port(config: ServerConfig, overrides: Mapping[str, Any]) -> ServerConfig:
@@ -77,11 +79,12 @@ def run_probe(
     on_phase: Callable[[Phase], None] | None = None,
     on_request: Callable[[int, dict[str, Any]], None] | None = None,
     timeout: float = 600,
+    model: str = "embedded",
 ) -> dict[str, Any]:
     """Start, measure, stop (always). The report's `error` is None or a Problem as a dict."""
     preset = presets.get(preset_name)
     backend = backend or hardware.detect_backend()
-    config = pick_port(probe_config(preset, overrides, backend), overrides)
+    config = pick_port(probe_config(preset, overrides, backend, model), overrides)
     manager = ServerManager(Path(workdir), backend=backend)
     records: list[dict[str, Any]] = []
     problem: Problem | None = None

@@ -106,6 +106,17 @@ def uses_ladder(flag: Flag) -> bool:
     return (flag.max - flag.min) / flag.step > LADDER_LIMIT
 
 
+def slider_max(flag: Flag, gpu_count: int | None = None) -> float:
+    """The catalog's maximum, except where the machine sets a lower one (GPUs to split a model across)."""
+    if flag.name != "tensor_parallel_size":
+        return float(flag.max or 0)
+    if gpu_count is None:
+        from dashboard.ui import state  # late: state builds singletons at import time
+
+        gpu_count = state.machine().gpu_count
+    return float(min(flag.max or 1, max(1, gpu_count)))
+
+
 def ladder(flag: Flag, extra: Iterable[Any] = ()) -> list[float | int]:
     """Round values between the flag's limits (powers of two and one and a half times them, kept when
     they are whole steps), plus any extra values that must be reachable (current, pending, suggested)."""
@@ -336,10 +347,14 @@ def _control_widget(
         kwargs["value"] = value
     number_format = "%.2f" if flag.kind == "float" else "%d"
     cast = float if flag.kind == "float" else int
+    highest = slider_max(flag)
+    if highest <= float(flag.min or 0):  # one GPU: nothing to split across, but keep the control visible
+        kwargs["disabled"] = True
+        highest = float(flag.min or 0) + float(flag.step or 1)
     return st.slider(
         text_label,
         min_value=cast(flag.min),
-        max_value=cast(flag.max),
+        max_value=cast(highest),
         step=cast(flag.step),
         format=number_format,
         **kwargs,

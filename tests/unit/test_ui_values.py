@@ -54,3 +54,14 @@ def test_numbers_follow_the_language() -> None:
     assert ui_i18n.number(46592, lang="en") == "46,592"
     assert ui_i18n.number(22.75, 2, lang="vi") == "22,75"
     assert widgets.number_text(0.0625, "en") == "0.0625"
+
+
+def test_tensor_parallel_slider_stops_at_the_gpus_the_machine_has():
+    from dashboard.engine import flags
+    from dashboard.ui.widgets import slider_max
+
+    tp = flags.get("tensor_parallel_size")
+    assert slider_max(tp, gpu_count=2) == 2
+    assert slider_max(tp, gpu_count=0) == 1
+    assert slider_max(tp, gpu_count=64) == tp.max
+    assert slider_max(flags.get("max_num_seqs"), gpu_count=2) == flags.get("max_num_seqs").max
