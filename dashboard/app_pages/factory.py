@@ -21,7 +21,7 @@ MODEL_KEY = "factory.model"
 PRESET_KEY = "factory.preset"
 GROUP_KEY = "factory.group"
 NOTICE_KEY = "factory.notice"
-LIVE_STATUSES = ("starting", "ready")
+LIVE_STATUSES = ("starting", "ready", "stopping")
 
 
 # ------------------------------------------------------------------------------------------ actions

@@ -145,9 +145,11 @@ def _answer_markdown(text: str, json_mode: bool) -> str:
 
 
 def tokens_per_second(timing: RequestTiming) -> float | None:
-    if not timing.completion_tokens or timing.e2e_ms <= 0:
+    """Writing speed once the answer has started: tokens after the first, over the time after the first."""
+    if not timing.completion_tokens or timing.completion_tokens < 2 or timing.ttft_ms is None:
         return None
-    return timing.completion_tokens / (timing.e2e_ms / 1000)
+    writing_ms = timing.e2e_ms - timing.ttft_ms
+    return (timing.completion_tokens - 1) / (writing_ms / 1000) if writing_ms > 0 else None
 
 
 def show_timing(timing: RequestTiming, json_mode: bool) -> None:

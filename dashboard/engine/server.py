@@ -380,7 +380,7 @@ class ServerManager:
                         if time.time() > launch.deadline:
                             self._on_timeout(launch)
                             break
-                        if now >= next_health:
+                        if now >= next_health and _log_says_listening(launch):
                             next_health = now + HEALTH_EVERY_S
                             if _healthy(http, launch.base_url):
                                 self._read_log(launch, log, pending)
@@ -548,6 +548,13 @@ def _call(callback: PhaseCallback | None, phase: Phase) -> None:
         return
     with contextlib.suppress(Exception):  # a broken listener must not break the monitor
         callback(phase)
+
+
+def _log_says_listening(launch: _Launch) -> bool:
+    """Our own server's log has reached its web-server phase. Until then a 200 from /health on our port
+    would come from some other program that took the port meanwhile, not from this server."""
+    reached = {phase.name for phase in launch.watcher.phases()}
+    return bool(reached & {"engine_ready", "api_ready"})
 
 
 def _healthy(http: httpx.Client, base_url: str) -> bool:

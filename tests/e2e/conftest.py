@@ -5,28 +5,32 @@ real Chromium (Debian's /usr/bin/chromium) driven by Playwright.
     @pytest.mark.server
     def test_something(lego_app, browser_page, shots):
         browser_page.goto(lego_app.url + "/?lang=en")
-        wait_until_idle(browser_page)
-        shots.take(browser_page, "factory", "en")
+        ...  # wait for the page (see wait_until_idle in test_browser.py), click, check
+        shots.take(browser_page, "factory", "en")            # 01-factory-en.png
 
 `lego_app` is one app per test module, with its own LEGO_FACTORY_HOME (the converted embedded model is
 linked in, so nothing is converted) and its own ports: Streamlit in 8700-8749, vLLM in 8750-8799.
 Stopping it (`lego_app.stop()`, also done at the end of the module) terminates Streamlit's process group;
 the app's exit hooks must then stop the vLLM server it started. Whatever survives is killed and reported.
-Screenshots go to test-artifacts/e2e/<timestamp>/ under the repository root (git-ignored).
+Screenshots go to test-artifacts/e2e/<timestamp>/ under the repository root (git-ignored), with the
+Streamlit log and, for a failed test, a full-page shot of where it stopped.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import httpx
 import psutil
@@ -55,10 +59,37 @@ FULL_PAGE_LIMIT_PX = 8000
 # ------------------------------------------------------------------------------------------ processes
 
 
-def first_free_port(ports: range, taken: tuple[int, ...] = ()) -> int:
+PORT_LOCKS = Path(tempfile.gettempdir()) / "lego-factory-e2e-ports"
+
+
+@dataclass
+class PortClaim:
+    """A port this run holds: a lock file shared by every e2e run on the machine (a CI copy of the repo
+    runs the same tests with the same port range), released when the run ends or dies."""
+
+    port: int
+    handle: IO[str]
+
+    def release(self) -> None:
+        with contextlib.suppress(OSError):
+            fcntl.flock(self.handle, fcntl.LOCK_UN)
+        self.handle.close()
+
+
+def claim_free_port(ports: range) -> PortClaim:
+    """The first port of `ports` that no other e2e run holds and no program listens on."""
+    PORT_LOCKS.mkdir(parents=True, exist_ok=True)
     for port in ports:
-        if port not in taken and port_is_free(port):
-            return port
+        handle = open(PORT_LOCKS / f"{port}.lock", "w")  # noqa: SIM115 (held until release())
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            continue
+        claim = PortClaim(port, handle)
+        if port_is_free(port):
+            return claim
+        claim.release()
     pytest.skip(f"no free port in {ports.start}-{ports.stop - 1}")
 
 
@@ -194,8 +225,9 @@ def lego_app(
 ) -> Iterator[LegoApp]:
     home = tmp_path_factory.mktemp("lego-home")
     link_embedded_model(home)
-    port = first_free_port(STREAMLIT_PORTS)
-    vllm_port = first_free_port(VLLM_PORTS)
+    streamlit_claim = claim_free_port(STREAMLIT_PORTS)
+    vllm_claim = claim_free_port(VLLM_PORTS)
+    port, vllm_port = streamlit_claim.port, vllm_claim.port
     log_path = artifacts_dir / f"streamlit-{port}.log"
     env = dict(os.environ, LEGO_FACTORY_HOME=str(home), PYTHONUNBUFFERED="1")
     command = [
@@ -229,14 +261,16 @@ def lego_app(
         yield app
     finally:
         leftovers = app.leftovers or app.stop()
+        streamlit_claim.release()
+        vllm_claim.release()
         assert not leftovers, "vLLM processes survived the app's stop:\n" + "\n".join(leftovers)
 
 
 @pytest.fixture(scope="module")
 def browser(chromium_path: Path) -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
+    sync_api = pytest.importorskip("playwright.sync_api")
 
-    with sync_playwright() as playwright:
+    with sync_api.sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(chromium_path), args=CHROMIUM_ARGS)
         try:
             yield chromium
