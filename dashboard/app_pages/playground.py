@@ -19,6 +19,7 @@ from dashboard.ui import charts, state, widgets
 from dashboard.ui import i18n as ui_i18n
 
 PRESET_KEY = "playground.preset"
+FIRST_KEY = "playground.first_after_start"
 RESULT_KEY = "playground.result"
 BURST_KEY = "playground.burst"
 STREAM_REFRESH_S = 0.05
@@ -117,6 +118,19 @@ def build_request(
 
 
 # ------------------------------------------------------------------------------------------ one request
+
+
+@st.cache_resource(show_spinner=False)
+def _answered_starts() -> set[float]:
+    """Starts of the shared server that have already served a playground request (all sessions)."""
+    return set()
+
+
+def first_answer_of_this_start(snap: Any) -> bool:
+    answered = _answered_starts()
+    first = snap.started_at not in answered
+    answered.add(snap.started_at)
+    return first
 
 
 def send_once(snap: Any, request: RequestSpec, json_mode: bool, box: Any) -> RequestTiming:
@@ -354,6 +368,7 @@ def page() -> None:
     if send:
         timing = send_once(snap, request, json_mode, box)
         st.session_state[RESULT_KEY] = (timing, json_mode)
+        st.session_state[FIRST_KEY] = first_answer_of_this_start(snap)
         save_reply(snap, preset, request, json_mode, timing)
     elif RESULT_KEY in st.session_state:
         timing, shown_json = st.session_state[RESULT_KEY]
@@ -361,6 +376,14 @@ def page() -> None:
     if RESULT_KEY in st.session_state:
         timing, shown_json = st.session_state[RESULT_KEY]
         show_timing(timing, shown_json)
+        if st.session_state.get(FIRST_KEY):
+            st.info(
+                _(
+                    "This was the first order since the factory was rebuilt: the machines were still warming "
+                    "up, so it took longer. Send it again to see the usual time."
+                ),
+                icon=":material/local_fire_department:",
+            )
 
     st.subheader(":material/groups: " + _("Send it N times at once"))
     st.caption(
