@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dashboard.engine import flags
+from dashboard.engine import flags, hardware
 from dashboard.engine.config import default_config
 from dashboard.engine.problems import Problem
 from dashboard.engine.report import ServerSnapshot
@@ -30,13 +30,14 @@ def _widget_keys(at) -> set[str]:
     return {w.key for kind in kinds for w in getattr(at, kind) if w.key}
 
 
-def test_every_flag_that_works_on_cpu_has_a_live_control(manager: StandInManager) -> None:
+def test_every_flag_that_works_on_this_backend_has_a_live_control(manager: StandInManager) -> None:
+    backend = hardware.detect_backend()
     at = open_app("en")
     for group in flags.GROUPS:
         at.segmented_control(key="factory.group").set_value(group).run()
         keys = _widget_keys(at)
         for flag in flags.in_group(group):
-            if flag.has_effect_on("cpu"):
+            if flag.has_effect_on(backend):
                 assert widgets.widget_key(flag.name) in keys, flag.name
             else:
                 assert widgets.widget_key(flag.name) not in keys, flag.name
