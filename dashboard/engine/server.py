@@ -39,7 +39,7 @@ from dashboard.i18n import N_
 STATE_FILE = "server.json"
 STOP_GRACE_S = 15.0
 POLL_S = 0.2
-HEALTH_EVERY_S = 0.5
+HEALTH_EVERY_S = 0.1  # only polled once our own log says the web server is up
 TREE_EVERY_S = 1.0
 
 PhaseCallback = Callable[[Phase], None]
