@@ -13,14 +13,13 @@ from dashboard.cli import common
 from dashboard.cli.bench import add_load_options, open_history, workload_of, write_json
 from dashboard.engine import flags
 from dashboard.engine.config import ServerConfig
-from dashboard.engine.report import StartupReport, mask_config
+from dashboard.engine.report import mask_config
 from dashboard.engine.server import ServerManager
-from dashboard.engine.startup_log import Phase
 from dashboard.history.store import HistoryStore
 from dashboard.i18n import N_, translate
 from dashboard.measure.loadgen import LoadPlan
 from dashboard.measure.probe import pick_port
-from dashboard.measure.sweep import SweepResult, SweepRow, run_sweep, verdict, verdict_message
+from dashboard.measure.sweep import ManagerView, SweepResult, SweepRow, run_sweep, verdict, verdict_message
 
 
 def register(subparsers, _) -> None:
@@ -70,35 +69,6 @@ def parse_values(name: str, text: str) -> list[Any]:
     return values
 
 
-class _PrintingServer:
-    """The ServerManager as the sweep sees it, printing each startup phase."""
-
-    def __init__(self, manager: ServerManager, lang: str) -> None:
-        self._manager = manager
-        self._printer = common.phase_printer(lang)
-
-    def restart(self, config: ServerConfig, wait: bool = True, timeout: float = 600) -> StartupReport:
-        return self._manager.restart(config, wait=wait, timeout=timeout, on_phase=self._on_phase)
-
-    def _on_phase(self, phase: Phase) -> None:
-        self._printer(phase)
-
-    @property
-    def base_url(self) -> str:
-        return self._manager.base_url
-
-    @property
-    def served_name(self) -> str:
-        return self._manager.served_name
-
-    @property
-    def api_key(self) -> str | None:
-        return self._manager.api_key
-
-    def snapshot(self) -> Any:
-        return self._manager.snapshot()
-
-
 def run(args: argparse.Namespace) -> int:
     lang = args.lang
     if args.requests < 1 or args.concurrency < 1:
@@ -142,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
             values,
             base,
             workload,
-            _PrintingServer(manager, lang),
+            ManagerView(manager, on_phase=common.phase_printer(lang)),
             on_progress=on_progress,
             on_row=on_row,
             plan=LoadPlan(concurrency=args.concurrency, requests=args.requests, timeout_s=300),

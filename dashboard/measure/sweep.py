@@ -101,6 +101,33 @@ class SweepResult:
         return data
 
 
+class ManagerView:
+    """A ServerManager as run_sweep sees it, passing `on_phase` to every restart so a caller can show
+    the startup phases (the CLI prints them; the page's job records them)."""
+
+    def __init__(self, manager: Any, on_phase: Callable[[Any], None] | None = None) -> None:
+        self._manager = manager
+        self._on_phase = on_phase
+
+    def restart(self, config: ServerConfig, wait: bool = True, timeout: float = 600) -> StartupReport:
+        return self._manager.restart(config, wait=wait, timeout=timeout, on_phase=self._on_phase)
+
+    @property
+    def base_url(self) -> str:
+        return self._manager.base_url
+
+    @property
+    def served_name(self) -> str:
+        return self._manager.served_name
+
+    @property
+    def api_key(self) -> str | None:
+        return self._manager.api_key
+
+    def snapshot(self) -> Any:
+        return self._manager.snapshot()
+
+
 # ---------------------------------------------------------------------------------------------- running
 
 

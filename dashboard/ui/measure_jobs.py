@@ -27,7 +27,7 @@ from dashboard.engine.report import StartupReport, mask_config
 from dashboard.i18n import N_
 from dashboard.measure import budget as budget_mod
 from dashboard.measure.loadgen import LoadPlan, Workload
-from dashboard.measure.sweep import SweepRow, run_sweep, verdict, verdict_message
+from dashboard.measure.sweep import ManagerView, SweepRow, run_sweep, verdict, verdict_message
 
 log = logging.getLogger(__name__)
 GIB = 1024**3
@@ -279,34 +279,19 @@ class JobRequest:
 # ---------------------------------------------------------------------------------------------- the job
 
 
-class _WatchedServer:
+class _WatchedServer(ManagerView):
     """The ServerManager as run_sweep sees it, telling the job when a restart starts, reaches a phase
     and ends (so the page can show it and the memory timeline can mark it)."""
 
     def __init__(self, manager: Any, job: SweepJob) -> None:
-        self._manager = manager
+        super().__init__(manager, on_phase=job._on_phase)
         self._job = job
 
     def restart(self, config: ServerConfig, wait: bool = True, timeout: float = 600) -> StartupReport:
         self._job._on_restart(config)
-        report = self._manager.restart(config, wait=wait, timeout=timeout, on_phase=self._job._on_phase)
+        report = super().restart(config, wait=wait, timeout=timeout)
         self._job._on_started(report)
         return report
-
-    @property
-    def base_url(self) -> str:
-        return self._manager.base_url
-
-    @property
-    def served_name(self) -> str:
-        return self._manager.served_name
-
-    @property
-    def api_key(self) -> str | None:
-        return self._manager.api_key
-
-    def snapshot(self) -> Any:
-        return self._manager.snapshot()
 
 
 class SweepJob:
