@@ -71,6 +71,8 @@ class StartupReport:
     log_path: str = ""
     base_url: str = ""
     served_name: str = ""
+    # how this server came to answer: {"kind": "cold" | "forked" | "reused" | "woken", "ready_s": seconds}
+    server_start: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -105,6 +107,7 @@ class StartupReport:
             "log_path": self.log_path,
             "base_url": self.base_url,
             "served_name": self.served_name,
+            "server_start": dict(self.server_start) if self.server_start else None,
         }
 
 

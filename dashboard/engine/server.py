@@ -89,6 +89,8 @@ class ServerManager:
         self._generation = 0
         self._closed = False
         self._vllm_version = hardware.vllm_version()
+        self.extra_argv: list[str] = []  # options the carousel adds (sleep mode), kept out of the config
+        self.extra_env: dict[str, str] = {}
         self.reap_orphans()
         _register(self)
 
@@ -268,6 +270,7 @@ class ServerManager:
             return self._refuse(config, exc.problem, now), None
         served_name = config.get("served_model_name") or resolved.served_name
         argv = config_mod.argv(config, resolved.path, resolved.served_name, python=sys.executable)
+        argv += self.extra_argv
         facts = hardware.model_facts(config, self.backend, resolved)
         running_port = self._running_port()
         port = config.get("port")
@@ -338,6 +341,7 @@ class ServerManager:
         env["PYTHONUNBUFFERED"] = "1"
         env.setdefault("VLLM_NO_USAGE_STATS", "1")
         env.setdefault("DO_NOT_TRACK", "1")
+        env.update(self.extra_env)
         if self.backend == "cuda":
             env["VLLM_USE_FLASHINFER_SAMPLER"] = "0"
         return env
