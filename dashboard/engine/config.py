@@ -57,17 +57,39 @@ def parse_assignments(items: Iterable[str]) -> dict[str, Any]:
         name, sep, raw = item.partition("=")
         if not sep:
             raise ValueError(f"expected NAME=VALUE, got {item!r}")
-        name = name.strip()
-        flag = flags.by_cli(name) if name.startswith("-") else flags.get(name.replace("-", "_"))
-        if flag is None:
-            raise KeyError(f"unknown flag {name!r}")
-        values[flag.name] = flag.coerce(raw.strip())
+        flag, inverted = _assigned_flag(name.strip())
+        value = flag.coerce(raw.strip())
+        values[flag.name] = (not value) if inverted else value
     return values
 
 
 def argv(config: ServerConfig, model_path: str, served_name: str, python: str = "python") -> list[str]:
     """The exact command line that starts vLLM for this config."""
     words = [python, "-m", SERVER_MODULE, "--model", model_path]
+def _assigned_flag(name: str) -> tuple[flags.Flag, bool]:
+    """The flag a `--set` name means, and whether it is a negative form (no-x, disable-x) whose value
+    turns the flag the other way. Names may be written with or without the leading dashes."""
+    bare = name.lstrip("-").replace("_", "-")
+    option = "--" + bare
+    for flag in flags.catalog().values():
+        if option == flag.cli or bare.replace("-", "_") == flag.name:
+            return flag, False
+        if flag.replaces and option == flag.replaces:
+            return flag, _is_negation(flag.replaces, flag.cli)
+    if bare.startswith("no-"):
+        for flag in flags.catalog().values():
+            if "--" + bare.removeprefix("no-") == flag.cli:
+                if flag.kind != "bool":
+                    raise ValueError(f"{option} is not an option: only on/off flags have a --no- form")
+                return flag, True
+    raise KeyError(f"unknown flag {name!r}")
+
+
+def _is_negation(old: str, new: str) -> bool:
+    """--disable-log-requests is the opposite of --enable-log-requests."""
+    return old.removeprefix("--disable-") == new.removeprefix("--enable-") and old != new
+
+
     values = dict(config.values)
     if not values.get("served_model_name"):
         values["served_model_name"] = served_name

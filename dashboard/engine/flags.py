@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import tomllib
 from dataclasses import dataclass, field
 from functools import cache
@@ -63,7 +65,7 @@ class Flag:
             if self.kind == "int":
                 number: float = int(_human_int(value))
             elif self.kind == "float":
-                number = float(value)
+                number = _finite_float(value)
             elif self.kind == "choice":
                 text = str(value)
                 if text not in self.choices:
@@ -73,7 +75,7 @@ class Flag:
                 return str(value)
         except FlagValueError:
             raise
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise FlagValueError(self, value, f"expected a {self.kind}") from exc
         if self.min is not None and number < self.min:
             raise FlagValueError(self, value, f"must be at least {self.min:g}")
@@ -120,8 +122,16 @@ def _human_int(value: Any) -> int:
     text = str(value).strip().lower().replace("_", "")
     multipliers = {"k": 1000, "m": 1000**2, "g": 1000**3}
     if text and text[-1] in multipliers:
-        return int(float(text[:-1]) * multipliers[text[-1]])
+        return int(_finite_float(text[:-1]) * multipliers[text[-1]])
     return int(text)
+
+def _finite_float(value: Any) -> float:
+    """A float that is a real number: nan, inf and overflowing text (1e400) are refused."""
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(value)
+    return number
+
 
 
 @cache

@@ -155,7 +155,7 @@ def resolve(model: str, prepare: bool = True) -> ResolvedModel:
                     params={"path": model},
                 )
             )
-        return ResolvedModel(str(folder), model)
+        return ResolvedModel(str(folder.resolve()), model)  # the server runs in another folder
     if model.startswith(("/", ".", "~")):
         raise ModelUnavailable(
             Problem(
