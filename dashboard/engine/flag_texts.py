@@ -358,6 +358,95 @@ FLAG_TEXTS: dict[str, FlagTexts] = {
         observe=N_('Requests must use this name in their "model" field.'),
         risk=N_('Clients that still use the old name get "model not found".'),
     ),
+    "speculative_config": FlagTexts(
+        label=N_("Guess the next bricks from the order sheet (speculative decoding by prompt lookup)"),
+        analogy=N_(
+            "A helper looks at the order sheet, finds the words the worker is about to write and lays out "
+            "the next few bricks in advance; the worker checks them all in one go and keeps those that fit."
+        ),
+        observe=N_(
+            "When the answer repeats words from the question (JSON keys copied from the instructions), "
+            "several tokens can be accepted in one step. When the guesses miss, each step gets a little "
+            "slower instead."
+        ),
+        risk=N_(
+            "The answer stays the same, but the speed can go either way: on an H200 it made the Pika "
+            "answer slower (128 ms against 66-74 ms), because vLLM then gives up its faster scheduling."
+        ),
+        choices={
+            "none": N_("off · one token per step"),
+            '{"method":"ngram","num_speculative_tokens":2,"prompt_lookup_max":4,"prompt_lookup_min":2}': N_(
+                "prompt lookup · guess 2 tokens"
+            ),
+            '{"method":"ngram","num_speculative_tokens":4,"prompt_lookup_max":4,"prompt_lookup_min":2}': N_(
+                "prompt lookup · guess 4 tokens"
+            ),
+        },
+    ),
+    "structured_outputs_config": FlagTexts(
+        label=N_("The stencil for JSON answers (structured-output backend)"),
+        analogy=N_(
+            "A stencil laid over the answer sheet so only allowed shapes can be drawn. Different stencil "
+            "makers (xgrammar, guidance) cut it differently; without whitespace the stencil has no room "
+            "for spaces between the parts."
+        ),
+        observe=N_(
+            "JSON answers may get a few tokens shorter without whitespace, and the time each step spends "
+            "on the stencil changes with the backend."
+        ),
+        risk=N_(
+            "At temperature 0 a different stencil can change the answer itself: on an H200, xgrammar "
+            "without whitespace turned Pika's \"afraid\" into \"happy\". Check the answers, not only "
+            "the speed."
+        ),
+        choices={
+            "none": N_("vLLM chooses"),
+            '{"backend":"xgrammar"}': N_("xgrammar"),
+            '{"backend":"xgrammar","disable_any_whitespace":true}': N_("xgrammar · no whitespace"),
+            '{"backend":"guidance"}': N_("guidance"),
+            '{"backend":"guidance","disable_any_whitespace":true}': N_("guidance · no whitespace"),
+        },
+    ),
+    "stream_interval": FlagTexts(
+        label=N_("Deliver bricks in bags (stream interval)"),
+        analogy=N_(
+            "The courier can run to the customer with every single brick, or wait and bring a small bag "
+            "of them at once."
+        ),
+        observe=N_(
+            "Bigger bags mean fewer trips, so the whole answer can arrive a little sooner, while the "
+            "first words appear later and in bigger jumps."
+        ),
+        risk=N_("Chat users see the text arrive in bursts instead of word by word."),
+    ),
+    "async_scheduling": FlagTexts(
+        label=N_("Plan the next step while working (async scheduling)"),
+        analogy=N_(
+            "The foreman prepares the next round of work while the workers are still busy with this one, "
+            "so nobody waits for the plan."
+        ),
+        observe=N_("On a GPU each token can come a little sooner, because the gaps between steps shrink."),
+        risk=N_("Some features (for example prompt-lookup guessing) switch it off again."),
+        notes={"cpu": N_("No effect on CPU here: this option is for GPUs.")},
+    ),
+    "performance_mode": FlagTexts(
+        label=N_("Factory mode (performance mode)"),
+        analogy=N_(
+            "Tell the factory whether to favour one customer at a time (interactivity), many customers "
+            "at once (throughput) or a bit of both (balanced)."
+        ),
+        observe=N_(
+            "Changes which GPU kernels and recorded blueprints are used. On an H200 the Pika answer did "
+            "not get faster with interactivity."
+        ),
+        risk=N_("Low; the gain depends on the GPU and the load, so measure it."),
+        notes={"cpu": N_("No effect on CPU: the modes choose GPU kernels.")},
+        choices={
+            "balanced": N_("balanced"),
+            "interactivity": N_("interactivity · one customer fast"),
+            "throughput": N_("throughput · many customers"),
+        },
+    ),
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import json
 import tomllib
 from dataclasses import dataclass, field
 from functools import cache
@@ -67,7 +68,7 @@ class Flag:
             elif self.kind == "float":
                 number = _finite_float(value)
             elif self.kind == "choice":
-                text = str(value)
+                text = canonical_json(value) if _is_json_object(value) else str(value)
                 if text not in self.choices:
                     raise FlagValueError(self, value, f"choose one of {', '.join(self.choices)}")
                 return text
@@ -98,6 +99,31 @@ class Flag:
         if self.kind == "float":
             return [self.cli, f"{float(value):g}"]
         return [self.cli, str(value)]
+
+
+def canonical_json(value: Any) -> str:
+    """One spelling of a JSON object (a dict or its text): compact, keys sorted. JSON-valued options
+    (--speculative-config, --structured-outputs-config) keep their catalog choices in this form, so
+    `{"backend": "xgrammar"}` typed with other spaces or key order still matches."""
+    data = json.loads(value) if isinstance(value, str) else value
+    if not isinstance(data, dict):
+        raise ValueError(value)
+    return json.dumps(data, separators=(",", ":"), sort_keys=True)
+
+
+def _is_json_object(value: Any) -> bool:
+    return isinstance(value, dict) or (isinstance(value, str) and value.strip().startswith("{"))
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(value)
 
 
 def _to_bool(value: Any) -> bool:

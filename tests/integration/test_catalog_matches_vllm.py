@@ -6,6 +6,7 @@ If vLLM renames, removes or retypes an option, these tests name the catalog entr
 from __future__ import annotations
 
 import argparse
+import json
 from functools import cache
 
 import pytest
@@ -77,14 +78,36 @@ def allowed_choices(flag: flags.Flag) -> set[str]:
         return {str(int(level)) for level in OptimizationLevel}
     if flag.name == "host":
         return set(flag.choices)  # any address is allowed; the catalog offers two
+    if is_json_flag(flag):
+        return {choice for choice in flag.choices if choice != "none" and json_choice_parses(flag, choice)}
     raise AssertionError(f"no list of allowed values known for {flag.cli}")
+
+
+def is_json_flag(flag: flags.Flag) -> bool:
+    """Options whose value is a JSON object (--speculative-config): "none" leaves them off."""
+    return any(choice.startswith("{") for choice in flag.choices)
+
+
+def json_choice_parses(flag: flags.Flag, choice: str) -> bool:
+    """vLLM's parser reads the JSON into its config and keeps every key the catalog sets."""
+    parsed = getattr(vllm_parser().parse_args(["--model", "m", flag.cli, choice]), vllm_action(flag.cli).dest)
+    loaded = json.loads(choice)
+    plain = as_plain(parsed)
+    return all(plain.get(key) == value for key, value in loaded.items())
+
+
+def as_plain(parsed: object) -> dict:
+    """A parsed JSON option as a dict of the keys it was given (vLLM returns a dict or a config object)."""
+    if isinstance(parsed, dict):
+        return parsed
+    return {key: getattr(parsed, key) for key in vars(parsed) if not key.startswith("_")}
 
 
 @pytest.mark.parametrize(
     "flag", [f for f in CATALOG if f.kind == "choice"], ids=[f.name for f in CATALOG if f.kind == "choice"]
 )
 def test_choice_flags_offer_only_values_vllm_accepts(flag):
-    offered = {choice for choice in flag.choices if not (flag.name == "quantization" and choice == "none")}
+    offered = {choice for choice in flag.choices if not (choice == "none" and flag.vllm_default == "none")}
     assert offered <= allowed_choices(flag), offered - allowed_choices(flag)
 
 
@@ -131,5 +154,8 @@ def test_the_whole_command_line_parses_and_vllm_reads_every_value():
             assert got == [value]  # vLLM keeps these as lists
         elif flag.kind == "choice" and flag.name == "optimization_level":
             assert int(got) == int(value)
+        elif is_json_flag(flag):
+            loaded = json.loads(value)
+            assert {k: v for k, v in as_plain(got).items() if k in loaded} == loaded, (flag.cli, got)
         else:
             assert got == value, (flag.cli, got, value)
