@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import json
 import tomllib
 from dataclasses import dataclass, field
 from functools import cache
@@ -126,20 +125,19 @@ def _to_bool(value: Any) -> bool:
     raise ValueError(value)
 
 
-def _to_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(value)
+def _finite_float(value: Any) -> float:
+    """A float that is a real number: nan, inf and overflowing text (1e400) are refused."""
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(value)
+    return number
 
 
 def _human_int(value: Any) -> int:
     """Accept 2048, '2048', '2k' and '1m' the way vLLM does."""
     if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(value)
     if isinstance(value, int | float):
         if float(value) != int(value):
@@ -150,14 +148,6 @@ def _human_int(value: Any) -> int:
     if text and text[-1] in multipliers:
         return int(_finite_float(text[:-1]) * multipliers[text[-1]])
     return int(text)
-
-def _finite_float(value: Any) -> float:
-    """A float that is a real number: nan, inf and overflowing text (1e400) are refused."""
-    number = float(value)
-    if not math.isfinite(number):
-        raise ValueError(value)
-    return number
-
 
 
 @cache
