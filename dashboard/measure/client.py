@@ -1,9 +1,17 @@
-"""One streamed chat request with its timings: time to first token, gaps between tokens, total time.
+"""One streamed chat request with its timings, read with aiohttp (the client `vllm bench serve` uses).
 
-Timestamps are taken with `time.perf_counter()` inside the read loop and turned into numbers
-afterwards. A streamed chunk may carry more than one token, so `itl_ms` holds the gaps between
-content chunks; divide the decode time by the token count (see `mean_itl_ms`) for a per-token figure.
-Errors (HTTP status, refused connection, timeout, broken stream) end up in `ok`/`error`, never raised.
+One timing model for every caller, all on `time.perf_counter()` from the moment the request is sent:
+- `headers_ms`: the response's status line and headers arrived;
+- `first_byte_ms`: the first bytes of the body arrived (with vLLM, usually an empty "role" chunk);
+- `ttft_ms`: the first chunk that carried text (the first content token);
+- `itl_ms`: the gaps between later content chunks (a chunk may carry more than one token, so divide
+  the decode time by the token count, see `mean_itl_ms`, for a per-token figure);
+- `e2e_ms`: the last byte (the `[DONE]` line).
+Errors (HTTP status, refused connection, timeout, broken or cut stream) end up in `ok`/`error`, never
+raised: a stream that ends before `[DONE]` and before any finish reason is reported as cut.
+
+The body is read in whatever pieces the network delivers (`iter_any`) and split into lines here: that
+costs less than reading line by line, and each piece is stamped the moment it arrives.
 """
 
 from __future__ import annotations
@@ -17,12 +25,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import aiohttp
 import certifi
-import httpx
 
 CHAT_PATH = "/v1/chat/completions"
 DATA_PREFIX = b"data:"
 DONE_MARK = b"[DONE]"
+CUT_STREAM = "stream cut before [DONE]"
 
 
 @dataclass
@@ -38,6 +47,9 @@ class RequestTiming:
     finish_reason: str | None = None
     started_at: float = 0.0  # wall clock (time.time()) when the request was sent
     content_chunks: int = 0  # chunks that carried text; fewer than completion_tokens when chunks merge
+    headers_ms: float | None = None  # send -> status line and headers
+    first_byte_ms: float | None = None  # send -> first bytes of the body (often an empty role chunk)
+    started_perf: float = 0.0  # perf_counter when the request was sent (same clock as the load test)
 
     def mean_itl_ms(self) -> float | None:
         """Mean time per output token after the first: (e2e - ttft) / (tokens - 1).
@@ -62,8 +74,7 @@ class RequestTiming:
 
 @functools.cache
 def tls_context() -> ssl.SSLContext:
-    """One TLS context shared by every client: httpx builds a new one (loading the CA bundle, about
-    30 ms of CPU here) for each client otherwise."""
+    """One TLS context shared by every client: building one loads the CA bundle (tens of ms of CPU)."""
     return ssl.create_default_context(cafile=certifi.where())
 
 
@@ -86,10 +97,13 @@ class _StreamReader:
         self.finish_reason: str | None = None
         self.server_error: str | None = None
         self.done_at: float | None = None  # perf_counter stamp of the [DONE] line
+        self.first_byte_at: float | None = None
         self.pending = b""  # an incomplete line waiting for the rest of it
 
     def feed_bytes(self, data: bytes, stamp: float) -> None:
         """Read what arrived in one network read (any number of lines, the last maybe incomplete)."""
+        if self.first_byte_at is None and data:
+            self.first_byte_at = stamp
         self.pending += data
         if b"\n" not in data:
             return
@@ -137,12 +151,12 @@ def _error_text(error: Any) -> str:
 
 
 def _describe_exception(exc: BaseException) -> str:
-    if isinstance(exc, httpx.ConnectError):
+    if isinstance(exc, aiohttp.ClientConnectorError | ConnectionRefusedError):
         return f"connection failed: {exc}" if str(exc) else "connection failed"
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
         return f"timeout ({type(exc).__name__})"
-    if isinstance(exc, asyncio.TimeoutError):
-        return "timeout"
+    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError):
+        return f"{CUT_STREAM}: {exc}" if str(exc) else CUT_STREAM
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
@@ -151,9 +165,12 @@ def _ms(start: float, end: float) -> float:
     return (end - start) * 1000.0
 
 
-def _timing_from(reader: _StreamReader, start: float, end: float, started_at: float) -> RequestTiming:
+def _timing_from(
+    reader: _StreamReader, start: float, end: float, started_at: float, headers_at: float | None = None
+) -> RequestTiming:
     stamps = reader.content_stamps
     usage = reader.usage or {}
+    first_byte = reader.first_byte_at
     return RequestTiming(
         ok=reader.server_error is None,
         error=reader.server_error,
@@ -166,24 +183,60 @@ def _timing_from(reader: _StreamReader, start: float, end: float, started_at: fl
         finish_reason=reader.finish_reason,
         started_at=started_at,
         content_chunks=len(stamps),
+        headers_ms=_ms(start, headers_at) if headers_at is not None else None,
+        first_byte_ms=_ms(start, first_byte) if first_byte is not None else None,
+        started_perf=start,
     )
 
 
 def _failed(
-    error: str, start: float, started_at: float, reader: _StreamReader | None = None
+    error: str,
+    start: float,
+    started_at: float,
+    reader: _StreamReader | None = None,
+    headers_at: float | None = None,
 ) -> RequestTiming:
     end = time.perf_counter()
     if reader is not None:
-        timing = _timing_from(reader, start, end, started_at)
+        timing = _timing_from(reader, start, end, started_at, headers_at)
         timing.ok, timing.error = False, error
         return timing
     return RequestTiming(
-        ok=False, error=error, text="", ttft_ms=None, e2e_ms=_ms(start, end), started_at=started_at
+        ok=False,
+        error=error,
+        text="",
+        ttft_ms=None,
+        e2e_ms=_ms(start, end),
+        started_at=started_at,
+        started_perf=start,
     )
 
 
+def make_session(timeout_s: float = 120.0) -> aiohttp.ClientSession:
+    """A session whose connection pool never limits the load: no cap on connections (the default
+    100 would queue requests silently, and the queueing would look like server latency)."""
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ssl=tls_context(), force_close=False)
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=timeout_s),
+        auto_decompress=False,
+        read_bufsize=2**16,
+    )
+
+
+def request_body(payload: dict) -> bytes:
+    body = dict(payload)
+    body["stream"] = True
+    body.setdefault("stream_options", {"include_usage": True})
+    return json.dumps(body).encode()
+
+
+def request_headers(api_key: str | None) -> dict[str, str]:
+    return {"Content-Type": "application/json", **auth_headers(api_key)}
+
+
 async def stream_chat(
-    client: httpx.AsyncClient,
+    session: aiohttp.ClientSession,
     base_url: str,
     payload: dict,
     api_key: str | None = None,
@@ -191,31 +244,32 @@ async def stream_chat(
     timeout: float = 120,
 ) -> RequestTiming:
     """Send one streamed /v1/chat/completions request and time it. Never raises for request failures."""
-    body = dict(payload)
-    body["stream"] = True
-    body.setdefault("stream_options", {"include_usage": True})
+    data = request_body(payload)
+    headers = request_headers(api_key)
     reader = _StreamReader(on_text)
+    headers_at: float | None = None
     started_at = time.time()
     start = time.perf_counter()
     try:
-        async with asyncio.timeout(timeout):
-            async with client.stream(
-                "POST", chat_url(base_url), json=body, headers=auth_headers(api_key), timeout=timeout
-            ) as response:
-                if response.status_code != 200:
-                    detail = (await response.aread()).decode("utf-8", "replace")
-                    return _failed(_http_error(response.status_code, detail), start, started_at)
-                # Bytes are split into lines here (cheaper than aiter_lines), stamped when they arrive.
-                # Read to the very end even after [DONE]: a stream left half-read closes the
-                # connection instead of returning it to the pool, and every request would pay a connect.
-                async for data in response.aiter_bytes():
-                    reader.feed_bytes(data, time.perf_counter())
-                if reader.pending and reader.done_at is None:
-                    reader.feed(reader.pending, time.perf_counter())
-    except (httpx.HTTPError, TimeoutError, OSError) as exc:
-        return _failed(_describe_exception(exc), start, started_at, reader)
+        async with session.post(
+            chat_url(base_url), data=data, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
+        ) as response:
+            headers_at = time.perf_counter()
+            if response.status != 200:
+                detail = (await response.read()).decode("utf-8", "replace")
+                return _failed(_http_error(response.status, detail), start, started_at)
+            # Read to the very end even after [DONE]: a stream left half-read closes the connection
+            # instead of returning it to the pool, and every request would pay a connect.
+            async for piece in response.content.iter_any():
+                reader.feed_bytes(piece, time.perf_counter())
+            if reader.pending and reader.done_at is None:
+                reader.feed(reader.pending, time.perf_counter())
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        return _failed(_describe_exception(exc), start, started_at, reader, headers_at)
+    if reader.done_at is None and reader.finish_reason is None and reader.server_error is None:
+        return _failed(CUT_STREAM, start, started_at, reader, headers_at)
     end = reader.done_at if reader.done_at is not None else time.perf_counter()
-    return _timing_from(reader, start, end, started_at)
+    return _timing_from(reader, start, end, started_at, headers_at)
 
 
 def _http_error(status: int, body: str) -> str:
@@ -239,7 +293,7 @@ def chat_once(
     """Blocking wrapper around `stream_chat` (for the CLI and Streamlit worker threads)."""
 
     async def _run() -> RequestTiming:
-        async with httpx.AsyncClient(timeout=timeout, verify=tls_context()) as client:
-            return await stream_chat(client, base_url, payload, api_key, on_text, timeout)
+        async with make_session(timeout) as session:
+            return await stream_chat(session, base_url, payload, api_key, on_text, timeout)
 
     return asyncio.run(_run())

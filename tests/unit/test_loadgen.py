@@ -1,18 +1,20 @@
-"""The load generator's plan, bookkeeping and summaries, driven through an in-process fake transport."""
+"""The load generator's plans, shapes, bookkeeping and summaries, driven against a local aiohttp server."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import threading
+import time
 
-import httpx
 import pytest
+from aiohttp import web
 
 from dashboard.engine import presets
 from dashboard.measure import loadgen, metrics
 from dashboard.measure.client import RequestTiming
-from dashboard.measure.loadgen import LoadPlan, Workload
+from dashboard.measure.loadgen import LatencyLimits, LoadPlan, Workload
+from tests.unit.sse_server import local_server, sse_response
 
 MODEL = "m"
 SSE = (
@@ -24,7 +26,8 @@ SSE = (
 
 
 class FakeServer:
-    """Answers every request after `delay` seconds; tracks how many were in flight at once."""
+    """Answers every request after `delay` seconds; tracks how many were in flight at once, when each
+    arrived, and serves a /metrics page whose waiting queue is `waiting`."""
 
     def __init__(self, delay: float = 0.01, fail_every: int = 0) -> None:
         self.delay = delay
@@ -32,9 +35,13 @@ class FakeServer:
         self.in_flight = 0
         self.peak = 0
         self.bodies: list[dict] = []
+        self.arrivals: list[float] = []
+        self.waiting = 0.0
+        self.metrics_reads = 0
 
-    async def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.bodies.append(json.loads(request.content))
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        self.bodies.append(await request.json())
+        self.arrivals.append(time.perf_counter())
         number = len(self.bodies)
         self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)
@@ -43,17 +50,27 @@ class FakeServer:
         finally:
             self.in_flight -= 1
         if self.fail_every and number % self.fail_every == 0:
-            return httpx.Response(500, json={"error": {"message": "boom"}})
-        return httpx.Response(200, content=SSE)
+            return web.json_response({"error": {"message": "boom"}}, status=500)
+        return await sse_response(request, [SSE])
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        self.metrics_reads += 1
+        served = len(self.bodies)
+        text = (
+            f"{metrics.WAITING} {self.waiting}\n"
+            f'{metrics.TTFT}_bucket{{le="+Inf"}} {served}\n{metrics.TTFT}_count {served}\n'
+            f"{metrics.TTFT}_sum {served * 0.004}\n"
+        )
+        return web.Response(text=text)
 
 
 def _run(
     server: FakeServer, plan: LoadPlan, workload: Workload | None = None, **kwargs
 ) -> loadgen.LoadResult:
     async def go() -> loadgen.LoadResult:
-        async with httpx.AsyncClient(transport=httpx.MockTransport(server)) as client:
+        async with local_server(server.__call__, gets={"/metrics": server.metrics}) as url:
             return await loadgen.run_load_async(
-                "http://fake", MODEL, workload or Workload.synthetic(16, 2), plan, client=client, **kwargs
+                url, MODEL, workload or Workload.synthetic(16, 2), plan, **kwargs
             )
 
     return asyncio.run(go())
@@ -78,7 +95,7 @@ def test_closed_loop_sends_exactly_the_planned_requests_and_never_exceeds_concur
 
 
 def test_concurrency_above_100_is_not_capped_by_a_connection_pool():
-    server = FakeServer(delay=0.1)
+    server = FakeServer(delay=1.0)  # long enough for all 150 to connect before the first ends
     result = _run(server, LoadPlan(concurrency=150, requests=150))
     assert result.ok == 150
     assert server.peak == 150
@@ -202,3 +219,198 @@ def test_metrics_agreement_fails_when_counts_differ():
         [_timing(150, 450, 5)], LoadPlan(requests=1), Workload.synthetic(1, 1), 1.0, 0.0
     )
     assert not loadgen.metrics_agreement(before, after, result)["ttft"].agrees()
+
+
+# ---------------------------------------------------------------------------------------------- shapes
+
+
+def test_every_shape_builds_its_plan_and_refuses_missing_numbers():
+    assert LoadPlan.of_shape("concurrency", concurrency=4).shape == "concurrency"
+    assert LoadPlan.of_shape("poisson", rate=3.0).shape == "poisson"
+    assert LoadPlan.of_shape("constant", rate=3.0).shape == "constant"
+    assert LoadPlan.of_shape("throughput", requests=8).mode == "throughput"
+    with pytest.raises(ValueError):
+        LoadPlan.of_shape("constant")  # no rate
+    with pytest.raises(ValueError):
+        LoadPlan.of_shape("zigzag")
+    with pytest.raises(ValueError):
+        LoadPlan(throughput=True, concurrency=None, requests=None, duration_s=1.0)
+    with pytest.raises(ValueError):
+        LoadPlan(rate=2.0, arrivals="bursty")
+
+
+def test_constant_rate_spaces_arrivals_evenly():
+    server = FakeServer(delay=0.001)
+    result = _run(server, LoadPlan.of_shape("constant", rate=20.0, requests=6))
+    gaps = [b - a for a, b in zip(server.arrivals, server.arrivals[1:], strict=False)]
+    assert result.ok == 6 and result.shape == "constant"
+    assert all(0.035 < gap < 0.09 for gap in gaps), gaps  # 50 ms apart, give or take the loop
+
+
+def test_poisson_rate_spaces_arrivals_unevenly():
+    server = FakeServer(delay=0.001)
+    _run(server, LoadPlan.of_shape("poisson", rate=20.0, requests=8, seed=3))
+    gaps = [b - a for a, b in zip(server.arrivals, server.arrivals[1:], strict=False)]
+    assert max(gaps) > 2 * min(gaps)
+
+
+def test_throughput_sends_every_request_at_once():
+    server = FakeServer(delay=0.3)
+    result = _run(server, LoadPlan.of_shape("throughput", requests=40))
+    assert result.ok == 40 and result.mode == "throughput"
+    assert server.peak == 40
+
+
+def test_throughput_with_a_cap_keeps_that_many_in_flight():
+    server = FakeServer(delay=0.05)
+    result = _run(server, LoadPlan.of_shape("throughput", concurrency=5, requests=20))
+    assert result.ok == 20 and server.peak == 5
+
+
+# ------------------------------------------------------------------------------------ warm-up, goodput
+
+
+def _at(start: float, ttft: float, e2e: float, ok: bool = True) -> RequestTiming:
+    timing = _timing(ttft, e2e, 5, ok=ok)
+    timing.started_perf = start
+    return timing
+
+
+def test_warmup_and_cooldown_seconds_are_left_out_of_the_figures_but_errors_are_not():
+    timings = [
+        _at(100.0, 900, 1000),  # starts in the warm-up second
+        _at(101.5, 100, 200),
+        _at(102.0, 120, 220),
+        _at(103.0, 0, 50, ok=False),  # a failure inside the window
+        _at(104.8, 100, 300),  # still running in the cool-down second
+    ]
+    plan = LoadPlan(concurrency=2, requests=5, warmup_s=1.0, cooldown_s=1.0)
+    result = loadgen.summarize(timings, plan, Workload.synthetic(1, 1), 6.0, 0.0, start_perf=100.0)
+    assert (result.warmup_excluded, result.cooldown_excluded, result.measured) == (1, 1, 3)
+    assert result.ttft_ms.n == 2 and result.ttft_ms.max == 120
+    assert result.sent == 5 and result.errors == 1
+    assert result.window_s == pytest.approx(4.0)
+    assert result.requests_per_s == pytest.approx(0.5)
+
+
+def test_goodput_counts_requests_within_every_limit_and_failures_as_misses():
+    timings = [_timing(100, 300, 5), _timing(400, 600, 5), _timing(100, 900, 5), _timing(0, 0, 2, False)]
+    limits = LatencyLimits(ttft_ms=200, e2e_ms=500)
+    plan = LoadPlan(concurrency=2, requests=4, limits=limits)
+    result = loadgen.summarize(timings, plan, Workload.synthetic(1, 1), 2.0, 0.0)
+    assert result.goodput == pytest.approx(0.25)
+    assert result.goodput_per_s == pytest.approx(0.5)
+    assert result.limits == {"ttft_ms": 200, "tpot_ms": None, "e2e_ms": 500}
+
+
+def test_goodput_is_unknown_without_limits_and_limits_must_be_positive():
+    result = loadgen.summarize(
+        [_timing(100, 300, 5)], LoadPlan(requests=1), Workload.synthetic(1, 1), 1.0, 0.0
+    )
+    assert result.goodput is None
+    with pytest.raises(ValueError):
+        LatencyLimits(ttft_ms=0)
+
+
+def test_time_per_token_limit_uses_the_per_token_figure():
+    assert LatencyLimits(tpot_ms=60).met_by(_timing(100, 300, 5))  # 50 ms per token
+    assert not LatencyLimits(tpot_ms=40).met_by(_timing(100, 300, 5))
+
+
+# ---------------------------------------------------------------------------------------------- sweep
+
+
+def test_sweep_rates_lie_evenly_between_the_slowest_and_fastest():
+    rates = loadgen.sweep_rates(2.0, 13.0, 10)
+    assert rates == pytest.approx([3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0])
+    assert loadgen.sweep_rates(5.0, 5.0, 10) == [5.0]
+
+
+def _climbing(first_ms: float, last_ms: float, n: int = 9) -> list[RequestTiming]:
+    step = (last_ms - first_ms) / (n - 1)
+    return [_at(float(i), first_ms + step * i, first_ms + step * i + 100) for i in range(n)]
+
+
+def _result_with(timings: list[RequestTiming], waiting: list[float]) -> loadgen.LoadResult:
+    result = loadgen.summarize(timings, LoadPlan(requests=len(timings)), Workload.synthetic(1, 1), 1, 0)
+    result.waiting = [(i * 0.5, w) for i, w in enumerate(waiting)]
+    return result
+
+
+def test_oversaturated_when_first_tokens_climb_while_the_queue_grows():
+    saturated, reason = loadgen.oversaturation(_result_with(_climbing(50, 800), [0, 2, 5, 9, 14]))
+    assert saturated and "growing" in reason
+
+
+def test_not_oversaturated_when_the_queue_stays_empty_or_first_tokens_are_flat():
+    assert not loadgen.oversaturation(_result_with(_climbing(50, 800), [0, 0, 0, 0]))[0]
+    assert not loadgen.oversaturation(_result_with(_climbing(50, 55), [0, 2, 5, 9]))[0]
+    assert not loadgen.oversaturation(_result_with(_climbing(50, 800, n=4), [0, 2, 5]))[0]
+
+
+def test_without_a_queue_reading_the_climb_alone_decides():
+    saturated, reason = loadgen.oversaturation(_result_with(_climbing(50, 800), []))
+    assert saturated and "not seen" in reason
+
+
+def test_sweep_goes_from_one_at_a_time_to_all_at_once_then_rates_and_stops_when_saturated(monkeypatch):
+    calls: list[LoadPlan] = []
+
+    def fake_run_load(base_url, model, workload, plan, *args, **kwargs):
+        calls.append(plan)
+        if plan.mode == "concurrency":
+            return _result_with(_climbing(50, 50), [])  # 9 answers in 1 s
+        if plan.mode == "throughput":
+            result = _result_with(_climbing(50, 50), [])
+            result.requests_per_s = 20.0
+            return result
+        if plan.rate is not None and plan.rate > 12:
+            return _result_with(_climbing(50, 900), [0, 3, 8, 12])
+        return _result_with(_climbing(50, 60), [0, 0, 0])
+
+    monkeypatch.setattr(loadgen, "run_load", fake_run_load)
+    steps = loadgen.run_sweep("http://x", MODEL, Workload.synthetic(1, 1), requests_per_step=9)
+    kinds = [step.kind for step in steps]
+    assert kinds[:2] == ["synchronous", "throughput"]
+    rates = [step.rate for step in steps[2:]]
+    assert rates == pytest.approx([10.0, 11.0, 12.0, 13.0])  # 9 -> 20 in 11 steps; 13 saturates
+    assert steps[-1].oversaturated and not any(step.oversaturated for step in steps[:-1])
+    assert all(plan.arrivals == "constant" for plan in calls[2:])
+    json.dumps([step.to_dict() for step in steps])
+
+
+# ------------------------------------------------------------------------------------------ three clocks
+
+
+def test_first_token_clocks_put_three_clocks_side_by_side_with_their_gaps():
+    before = metrics.MetricsSnapshot.from_text(_hist(metrics.TTFT, 1.0, 10) + _hist(metrics.QUEUE, 0, 10))
+    after = metrics.MetricsSnapshot.from_text(_hist(metrics.TTFT, 1.2, 12) + _hist(metrics.QUEUE, 0.02, 12))
+    timings = [_timing(130, 470, 5), _timing(150, 450, 5)]
+    for timing, byte in zip(timings, (110.0, 120.0), strict=True):
+        timing.first_byte_ms = byte
+    result = loadgen.summarize(timings, LoadPlan(requests=2), Workload.synthetic(1, 1), 1.0, 0.0)
+    clocks = loadgen.first_token_clocks(before, after, result)
+    assert clocks["first_byte_mean_ms"] == pytest.approx(115.0)
+    assert clocks["first_content_mean_ms"] == pytest.approx(140.0)
+    assert clocks["server_mean_ms"] == pytest.approx(100.0)
+    assert clocks["queue_mean_ms"] == pytest.approx(10.0)
+    assert clocks["content_after_byte_ms"] == pytest.approx(25.0)
+    assert clocks["client_over_server_ms"] == pytest.approx(15.0)
+
+
+def test_first_token_clocks_say_unknown_when_the_server_saw_nothing():
+    snapshot = metrics.MetricsSnapshot.from_text(_hist(metrics.TTFT, 1.0, 10))
+    result = loadgen.summarize([_timing(130, 470, 5)], LoadPlan(requests=1), Workload.synthetic(1, 1), 1, 0)
+    clocks = loadgen.first_token_clocks(snapshot, snapshot, result)
+    assert clocks["server_mean_ms"] is None and clocks["client_over_server_ms"] is None
+
+
+def test_watching_metrics_fills_the_clocks_and_samples_the_queue():
+    server = FakeServer(delay=0.15)
+    server.waiting = 3
+    result = _run(server, LoadPlan(concurrency=2, requests=4), watch_metrics=True, metrics_every_s=0.05)
+    assert result.clocks is not None
+    assert result.clocks["server_count"] == 4
+    assert result.clocks["server_mean_ms"] == pytest.approx(4.0, rel=0.3)
+    assert result.clocks["first_byte_mean_ms"] is not None
+    assert result.waiting and all(count == 3 for _at, count in result.waiting)
