@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -21,6 +21,9 @@ class ModelFacts:
     backend: str = "cpu"  # "cpu" or "cuda"
     gpu_count: int = 0
     max_model_len: int | None = None  # the model's own limit (max_position_embeddings)
+    model: str = ""  # the name the user typed, for messages
+    weights_bytes: int | None = None  # the weights in 16-bit, estimated from the model's shape
+    memory_bytes: int | None = None  # RAM on a CPU machine, all GPUs together on a GPU machine
 
 
 @dataclass(frozen=True)
@@ -63,9 +66,6 @@ def parse_assignments(items: Iterable[str]) -> dict[str, Any]:
     return values
 
 
-def argv(config: ServerConfig, model_path: str, served_name: str, python: str = "python") -> list[str]:
-    """The exact command line that starts vLLM for this config."""
-    words = [python, "-m", SERVER_MODULE, "--model", model_path]
 def _assigned_flag(name: str) -> tuple[flags.Flag, bool]:
     """The flag a `--set` name means, and whether it is a negative form (no-x, disable-x) whose value
     turns the flag the other way. Names may be written with or without the leading dashes."""
@@ -90,12 +90,32 @@ def _is_negation(old: str, new: str) -> bool:
     return old.removeprefix("--disable-") == new.removeprefix("--enable-") and old != new
 
 
+def argv(config: ServerConfig, model_path: str, served_name: str, python: str = "python") -> list[str]:
+    """The exact command line that starts vLLM for this config."""
+    words = [python, "-m", SERVER_MODULE, "--model", model_path]
     values = dict(config.values)
     if not values.get("served_model_name"):
         values["served_model_name"] = served_name
     for name, flag in flags.catalog().items():
-        words += flag.argv(values.get(name))
+        if not flag.secret:  # secrets go through the environment: secret_env()
+            words += flag.argv(values.get(name))
     return words
+
+
+API_KEY_ENV = "VLLM_API_KEY"
+API_KEY_PLACEHOLDER = "<your-key>"
+
+
+def secret_env(config: ServerConfig) -> dict[str, str]:
+    """The environment that carries the config's secrets to vLLM (its API key as VLLM_API_KEY)."""
+    key = config.get("api_key")
+    return {API_KEY_ENV: str(key)} if key else {}
+
+
+def command_prefix(config: ServerConfig | None) -> str:
+    """What to write before an exported command so it gets the key the same way: a placeholder, never
+    the key itself."""
+    return f"{API_KEY_ENV}={API_KEY_PLACEHOLDER} " if config is not None and config.get("api_key") else ""
 
 
 def changed_flags(current: ServerConfig | None, pending: ServerConfig) -> list[str]:
@@ -122,8 +142,23 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
-def validate(config: ServerConfig, facts: ModelFacts, check_port: bool = True) -> list[Problem]:
-    """Everything that would make this config fail or be unsafe, found before launching."""
+def validate(
+    config: ServerConfig,
+    facts: ModelFacts,
+    check_port: bool = True,
+    predicted: Sequence[Problem] = (),
+) -> list[Problem]:
+    """Everything that would make this config fail or be unsafe, found before launching: the one set
+    of rules every page and the CLI use. `predicted` are the memory arithmetic's problems (pages pass
+    them); they are merged so that each flag gets one problem and one fix, and every fix offered
+    passes these same checks."""
+    problems = _checks(config, facts, check_port)
+    if problems and problems[0].code in ("out_of_range", "unknown_flag", "bad_choice"):
+        return problems
+    return _one_fix_per_flag(config, facts, [*problems, *predicted])
+
+
+def _checks(config: ServerConfig, facts: ModelFacts, check_port: bool) -> list[Problem]:
     problems: list[Problem] = []
     for name, value in config.values.items():
         try:
@@ -134,6 +169,7 @@ def validate(config: ServerConfig, facts: ModelFacts, check_port: bool = True) -
             problems.append(Problem("unknown_flag", N_("Unknown setting {name}."), None, {"name": name}))
     if problems:
         return problems
+    problems += _fit_problems(config, facts)
     problems += _length_problems(config, facts)
     problems += _hardware_problems(config, facts)
     problems += _door_problems(config)
@@ -149,6 +185,77 @@ def validate(config: ServerConfig, facts: ModelFacts, check_port: bool = True) -
             )
         )
     return problems
+
+
+# Lengths: a smaller value satisfies every upper limit at once, so the smallest suggestion wins.
+_LOWER_IS_SAFER = {"max_model_len", "kv_cache_memory_gib", "max_num_seqs", "tensor_parallel_size"}
+
+
+def _one_fix_per_flag(config: ServerConfig, facts: ModelFacts, problems: list[Problem]) -> list[Problem]:
+    """Keep one problem per flag (the first one found) whose fix is the value that clears all of them,
+    and drop a fix that would itself be refused."""
+    merged: dict[str | None, Problem] = {}
+    loose: list[Problem] = []
+    for problem in problems:
+        if problem.flag is None:
+            loose.append(problem)
+            continue
+        kept = merged.get(problem.flag)
+        merged[problem.flag] = problem if kept is None else _merge(kept, problem)
+    return loose + [_checked_fix(config, facts, problem) for problem in merged.values()]
+
+
+def _merge(kept: Problem, other: Problem) -> Problem:
+    if kept.suggestion is None or (
+        other.suggestion is not None
+        and kept.flag in _LOWER_IS_SAFER
+        and _number(other.suggestion) < _number(kept.suggestion)
+    ):
+        return replace(kept, suggestion=other.suggestion)
+    return kept
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("inf")
+
+
+def _checked_fix(config: ServerConfig, facts: ModelFacts, problem: Problem) -> Problem:
+    if problem.suggestion is None or problem.flag is None:
+        return problem
+    try:
+        fixed = config.with_values({problem.flag: problem.suggestion})
+    except (flags.FlagValueError, KeyError, ValueError):
+        return replace(problem, suggestion=None)
+    if any(p.flag == problem.flag for p in _checks(fixed, facts, check_port=False)):
+        return replace(problem, suggestion=None)
+    return problem
+
+
+def _fit_problems(config: ServerConfig, facts: ModelFacts) -> list[Problem]:
+    """A model whose weights alone are larger than the machine's memory can never start."""
+    if not facts.weights_bytes or not facts.memory_bytes or config.get("quantization"):
+        return []
+    if facts.weights_bytes <= facts.memory_bytes * 0.9:
+        return []
+    gib = 1024**3
+    return [
+        Problem(
+            "model_too_big",
+            N_(
+                "The model {model} needs about {weights} GiB for its weights alone, but this machine has "
+                "{total} GiB. Pick a smaller model."
+            ),
+            None,
+            {
+                "model": facts.model or config.model,
+                "weights": round(facts.weights_bytes / gib, 1),
+                "total": round(facts.memory_bytes / gib, 1),
+            },
+        )
+    ]
 
 
 def _out_of_range(exc: flags.FlagValueError) -> Problem:

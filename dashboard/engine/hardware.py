@@ -89,6 +89,43 @@ def vllm_version() -> str:
 def model_facts(config: ServerConfig, backend: str | None = None, resolved=None) -> ModelFacts:
     """What validate() needs: the backend, the GPUs, and the model's own length limit."""
     resolved = resolved or models.resolve(config.model)
-    shape = models.shape(resolved)
+    return facts_for_shape(config.model, models.shape(resolved), backend)
+
+
+def facts_for_shape(model: str, shape: models.ModelShape | None, backend: str | None = None) -> ModelFacts:
+    """ModelFacts from a model's shape (None when unknown: only the machine's facts are filled)."""
     limit = shape.max_position_embeddings if shape and shape.max_position_embeddings else None
-    return ModelFacts(backend=backend or detect_backend(), gpu_count=gpu_count(), max_model_len=limit)
+    weights = shape.parameters * 2 if shape and shape.parameters else None  # 16-bit weights
+    return ModelFacts(
+        backend=backend or detect_backend(),
+        gpu_count=gpu_count(),
+        max_model_len=limit,
+        model=model,
+        weights_bytes=weights,
+        memory_bytes=total_memory_bytes(),
+    )
+
+
+def gpu_bytes_by_pid() -> dict[int, int] | None:
+    """GPU memory used by each process, over every GPU; None without NVML (so unknown, not zero)."""
+    try:
+        import pynvml
+    except ImportError:
+        return None
+    try:
+        pynvml.nvmlInit()
+    except Exception:
+        return None
+    try:
+        usage: dict[int, int] = {}
+        for index in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            for process in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
+                used = process.usedGpuMemory or 0
+                usage[process.pid] = usage.get(process.pid, 0) + int(used)
+        return usage
+    except Exception:
+        return None
+    finally:
+        with contextlib.suppress(Exception):
+            pynvml.nvmlShutdown()

@@ -162,7 +162,42 @@ def resolve(model: str, prepare: bool = True) -> ResolvedModel:
                 "model_folder_missing", N_("The model folder {path} does not exist."), params={"path": model}
             )
         )
-    if os.environ.get("HF_HUB_OFFLINE") == "1" and _hub_cached_config(model) is None:
+    _check_hub_id(model)
+    if _hub_cached_config(model) is None:
+        _fetch_hub_config(model)
+    return ResolvedModel(model, model)
+
+
+def _check_hub_id(model: str) -> None:
+    """A Hugging Face id is `owner/name` (or `name`) of letters, digits, '-', '_' and '.'."""
+    try:
+        from huggingface_hub.utils import HFValidationError, validate_repo_id
+    except ImportError:
+        return
+    try:
+        validate_repo_id(model)
+    except HFValidationError:
+        raise ModelUnavailable(
+            Problem(
+                "model_name_invalid",
+                N_(
+                    "{model} is not a model name: a Hugging Face model is written owner/name "
+                    "(for example Qwen/Qwen3-0.6B), a local folder starts with / or ./, "
+                    "and embedded is the built-in model."
+                ),
+                params={"model": model},
+            )
+        ) from None
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _fetch_hub_config(model: str) -> None:
+    """Make sure the model exists on the Hub and its config.json is in the local cache, or raise a
+    ModelUnavailable that names the model and says what to change. Quick: one short request, no retries."""
+    if hub_offline():
         raise ModelUnavailable(
             Problem(
                 "model_not_cached",
@@ -173,7 +208,84 @@ def resolve(model: str, prepare: bool = True) -> ResolvedModel:
                 params={"model": model},
             )
         )
-    return ResolvedModel(model, model)
+    status, detail = _hub_status(model)
+    if status == 200:
+        _download_config(model)
+        return
+    if status is None:
+        raise ModelUnavailable(
+            Problem(
+                "model_unreachable",
+                N_(
+                    "The model {model} is not on this computer, and Hugging Face cannot be reached to "
+                    "fetch it. Check the spelling of the name and the network, or pick the built-in model "
+                    "(embedded)."
+                ),
+                params={"model": model},
+                root_cause=detail,
+            )
+        )
+    raise ModelUnavailable(
+        Problem(
+            "model_not_found",
+            N_(
+                "There is no model called {model} on Hugging Face (or it is private). Check the spelling "
+                "(owner/name, for example Qwen/Qwen3-0.6B), or pick the built-in model (embedded)."
+            ),
+            params={"model": model},
+            root_cause=detail,
+        )
+    )
+
+
+HUB_TIMEOUT_S = 5.0
+
+
+def _hub_status(model: str) -> tuple[int | None, str]:
+    """The Hub's HTTP status for the model's page (None when the Hub cannot be reached) and a note."""
+    import httpx
+    from huggingface_hub import constants, get_token
+
+    token = get_token()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    url = f"{constants.ENDPOINT}/api/models/{model}"
+    try:
+        response = httpx.get(url, headers=headers, timeout=HUB_TIMEOUT_S, follow_redirects=True)
+    except httpx.HTTPError as exc:
+        return None, f"{type(exc).__name__}: {exc}"[:400]
+    return response.status_code, f"HTTP {response.status_code} {url}"
+
+
+def _download_config(model: str) -> None:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError
+
+    try:
+        hf_hub_download(model, "config.json")
+    except GatedRepoError as exc:
+        raise ModelUnavailable(
+            Problem(
+                "model_gated",
+                N_(
+                    "The model {model} is locked on Hugging Face: ask for access on its page, then set "
+                    "the HF_TOKEN environment variable before starting the app."
+                ),
+                params={"model": model},
+                root_cause=str(exc)[:400],
+            )
+        ) from None
+    except (HfHubHTTPError, OSError) as exc:
+        raise ModelUnavailable(
+            Problem(
+                "model_config_unreadable",
+                N_(
+                    "The model {model} has no readable config.json on Hugging Face, so the factory "
+                    "cannot know its shape. Pick another model."
+                ),
+                params={"model": model},
+                root_cause=str(exc)[:400],
+            )
+        ) from None
 
 
 def _hub_cached_config(model_id: str) -> Path | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from dashboard.i18n import translate
+from dashboard.i18n import normalize, translate
 
 
 @dataclass(frozen=True)
@@ -18,10 +18,32 @@ class Problem:
     root_cause: str = ""  # the line of the server log that explains the failure
 
     def text(self, lang: str | None) -> str:
-        return translate(self.message, lang, **self.params)
+        return translate(self.message, lang, **localized_params(self.params, lang, self.flag))
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["text_vi"] = self.text("vi")
         data["text_en"] = self.text("en")
         return data
+
+
+# Whole numbers that are amounts (written 131,072 / 131.072); ports, exit codes and ids stay bare.
+_AMOUNT_KEYS = {"tokens", "length", "limit", "value", "seconds", "needed", "available", "lanes"}
+
+
+def localized_params(params: dict[str, Any], lang: str | None, flag: str | None = None) -> dict[str, Any]:
+    """Numbers written for the language: decimals with a comma in Vietnamese, thousands grouped."""
+    from babel.numbers import format_decimal
+
+    locale = normalize(lang)
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, bool):
+            out[key] = value
+        elif isinstance(value, float):
+            out[key] = format_decimal(value, format="#,##0.##", locale=locale)
+        elif isinstance(value, int) and key in _AMOUNT_KEYS and flag != "port":
+            out[key] = format_decimal(value, format="#,##0", locale=locale)
+        else:
+            out[key] = value
+    return out

@@ -73,17 +73,15 @@ def starting_config() -> ServerConfig:
     return default_config(backend())
 
 
-@st.cache_resource(show_spinner=False, max_entries=16)
+@st.cache_resource(show_spinner=False, max_entries=16, ttl=120)
 def model_facts(model: str) -> tuple[ModelFacts, ModelShape | None, Problem | None]:
     """The facts validate() needs, the model's shape, and the problem when the model cannot be found."""
     try:
         resolved = models.resolve(model)
     except ModelUnavailable as exc:
-        return ModelFacts(backend=backend(), gpu_count=hardware.gpu_count()), None, exc.problem
+        return hardware.facts_for_shape(model, None, backend()), None, exc.problem
     shape = models.shape(resolved)
-    limit = shape.max_position_embeddings if shape and shape.max_position_embeddings else None
-    facts = ModelFacts(backend=backend(), gpu_count=hardware.gpu_count(), max_model_len=limit)
-    return facts, shape, None
+    return hardware.facts_for_shape(model, shape, backend()), shape, None
 
 
 @dataclass

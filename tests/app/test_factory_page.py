@@ -158,7 +158,7 @@ def test_refused_config_shows_the_problem_with_a_fix(manager: StandInManager) ->
     at = open_app("en")
     move_ladder(at, "max_model_len", 16384)
     page = texts(at)
-    assert "longer than this model can read (8192 tokens)" in page
+    assert "longer than this model can read (8,192 tokens)" in page
     assert at.button(key="factory.apply").disabled
     next(b for b in at.button if b.label.startswith("Use 8,192")).click().run()
     assert at.session_state[widgets.PENDING_KEY].get("max_model_len") == 8192

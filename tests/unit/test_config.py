@@ -79,7 +79,8 @@ def test_the_default_config_passes_every_check():
 def test_out_of_range_value_is_refused_with_its_flag_and_the_nearest_allowed_value():
     problems = validate(unchecked(default_config("cpu"), max_num_seqs=5000), SMOL, check_port=False)
     assert [(p.code, p.flag, p.suggestion) for p in problems] == [("out_of_range", "max_num_seqs", 1024)]
-    assert "5000" in problems[0].text("en")
+    assert "5,000" in problems[0].text("en")
+    assert "5.000" in problems[0].text("vi")
 
 
 def test_unknown_choice_is_refused_with_the_choices_listed():
@@ -177,7 +178,10 @@ def test_model_facts_carry_the_backend_and_the_models_own_length_limit():
     if not models.embedded_ready():
         pytest.skip("the built-in model is not prepared on this machine")
     facts = hardware.model_facts(default_config("cpu"), backend="cpu")
-    assert facts == ModelFacts(backend="cpu", gpu_count=hardware.gpu_count(), max_model_len=8192)
+    assert (facts.backend, facts.gpu_count, facts.max_model_len) == ("cpu", hardware.gpu_count(), 8192)
+    assert facts.model == "embedded"
+    assert 0.2 * 1024**3 < facts.weights_bytes < 0.3 * 1024**3  # 135 M parameters in 16-bit
+    assert facts.memory_bytes == hardware.total_memory_bytes()
 
 
 def test_machine_without_nvml_gpu_is_a_cpu_backend_with_its_ram(monkeypatch):

@@ -134,4 +134,4 @@ def test_prediction_is_json_serializable_with_problem_texts():
     )
     data = json.loads(json.dumps(prediction.to_dict()))
     assert data["kv_tokens"] == 2_816
-    assert "2816" in data["problems"][0]["text_en"]
+    assert "2,816" in data["problems"][0]["text_en"]
