@@ -14,7 +14,7 @@ from dashboard.engine.config import ServerConfig
 from dashboard.engine.problems import Problem
 from dashboard.engine.report import mask_secrets
 from dashboard.measure.predict import GIB, MemoryPrediction, predict
-from dashboard.ui import charts, state, widgets
+from dashboard.ui import charts, checks, state, widgets
 from dashboard.ui import i18n as ui_i18n
 
 MODEL_KEY = "factory.model"
@@ -171,11 +171,14 @@ def draw_phases(snap: Any) -> None:
     box.caption(_("Earlier results stay below while the factory is rebuilt."))
 
 
-def problem_box(problem: Problem, manager: Any, failed_start: bool) -> None:
+def problem_box(problem: Problem, manager: Any, failed_start: bool, predicted: bool = False) -> None:
     """A problem in plain words, the log line behind it, and a one-click fix when there is one."""
     _ = ui_i18n.translator()
     lang = ui_i18n.current_language()
-    st.error(problem.text(lang), icon=":material/error:")
+    if predicted:
+        st.warning(_("Predicted: {problem}").format(problem=problem.text(lang)), icon=":material/warning:")
+    else:
+        st.error(problem.text(lang), icon=":material/error:")
     if problem.root_cause:
         with st.expander(_("Root cause, from the server log"), icon=":material/bug_report:"):
             st.code(problem.root_cause, language=None, wrap_lines=True)
@@ -295,24 +298,28 @@ def changes_summary(pending: ServerConfig, baseline: ServerConfig) -> list[str]:
     return changed
 
 
-def apply_panel(manager: Any, snap: Any, pending: ServerConfig, baseline: ServerConfig, backend: str) -> None:
+def apply_panel(
+    manager: Any,
+    snap: Any,
+    pending: ServerConfig,
+    baseline: ServerConfig,
+    backend: str,
+    prediction: MemoryPrediction | None = None,
+) -> None:
     _ = ui_i18n.translator()
-    facts, _shape, model_problem = state.model_facts(pending.model)
     changed = changes_summary(pending, baseline)
-    problems: list[Problem] = []
-    if model_problem:
-        st.error(model_problem.text(ui_i18n.current_language()), icon=":material/error:")
-    else:
-        running_port = (
-            snap.config.get("port") if snap.config is not None and snap.status in LIVE_STATUSES else None
-        )
-        problems = config_mod.validate(pending, facts, check_port=pending.get("port") != running_port)
-    for problem in problems:
-        problem_box(problem, manager, failed_start=False)
+    live_config = snap.config if snap.status in LIVE_STATUSES else None
+    running_port = live_config.get("port") if live_config is not None else None
+    checked = checks.check(pending, running_port, prediction)
+    if checked.model_problem:
+        problem_box(checked.model_problem, manager, failed_start=False)
+    problems = [p for p in checked.problems if checked.is_blocking(p)]
+    for problem in checked.problems:
+        problem_box(problem, manager, failed_start=False, predicted=not checked.is_blocking(problem))
     live = snap.status in LIVE_STATUSES
     label = _("Apply and restart") if live else _("Start the factory")
     nothing_to_do = live and not changed and snap.status == "ready"
-    blocked = bool(problems) or bool(model_problem) or nothing_to_do
+    blocked = checked.blocked or nothing_to_do
     with st.container(horizontal=True, gap="small"):
         if st.button(
             label, type="primary", icon=":material/play_arrow:", disabled=blocked, key="factory.apply"
@@ -379,29 +386,6 @@ def prediction_metrics(prediction: MemoryPrediction | None) -> None:
         else "–",
         help=_("How many customers fit in the warehouse if each one fills the whole conveyor belt."),
     )
-
-
-def predicted_problems(prediction: MemoryPrediction | None, manager: Any) -> None:
-    """What the arithmetic says will go wrong, before anything is started."""
-    _ = ui_i18n.translator()
-    if prediction is None:
-        return
-    for problem in prediction.problems:
-        st.warning(
-            _("Predicted: {problem}").format(problem=problem.text(ui_i18n.current_language())),
-            icon=":material/warning:",
-        )
-        if problem.suggestion is not None and problem.flag:
-            flag = flags.get(problem.flag)
-            st.button(
-                _("Use {value} for {cli}").format(
-                    value=widgets.value_text(flag, problem.suggestion), cli=flag.cli
-                ),
-                icon=":material/build:",
-                key=f"factory.predicted_fix.{problem.code}",
-                on_click=_use_suggestion,
-                args=(problem.flag, problem.suggestion, None),
-            )
 
 
 def prediction_chart(pending: ServerConfig, prediction: MemoryPrediction | None, snap: Any) -> None:
@@ -562,12 +546,11 @@ def page() -> None:
     widgets.set_pending(pending, reseed=False)
     with control_room:
         apply_column, prediction_column = st.columns([1, 2], gap="large")
-        with apply_column:
-            apply_panel(manager, snap, pending, baseline, backend)
         prediction = compute_prediction(pending, backend)
+        with apply_column:
+            apply_panel(manager, snap, pending, baseline, backend, prediction)
         with prediction_column:
             prediction_metrics(prediction)
-        predicted_problems(prediction, manager)
         prediction_chart(pending, prediction, snap)
     if (state.last_finished_report() if snap.busy else snap.report) is None:
         command_panel(pending)

@@ -17,7 +17,7 @@ from dashboard.engine.config import ServerConfig
 from dashboard.history.records import RunRecord
 from dashboard.measure import budget as budget_mod
 from dashboard.measure.loadgen import LoadPlan, Workload
-from dashboard.ui import history_view, measure_charts, state, widgets
+from dashboard.ui import checks, history_view, measure_charts, state, widgets
 from dashboard.ui import i18n as ui_i18n
 from dashboard.ui import measure_jobs as jobs
 
@@ -177,6 +177,8 @@ def flag_form(backend: str) -> tuple[str, list[Any] | None]:
         return name, None
     if len(values) < 2:
         st.warning(_("Type at least two values to compare."), icon=":material/info:")
+        return name, None
+    if checks.refuse_sweep_values(base_config(state.get_manager().snapshot()), name, values):
         return name, None
     if backend == "cpu" and name == "enforce_eager" and False in values:
         st.caption(_("Eager mode off means a compile step of about a minute at each start on this CPU."))
