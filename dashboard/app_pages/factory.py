@@ -442,7 +442,9 @@ def command_panel(pending: ServerConfig) -> None:
     except Exception:  # an unknown model: show the command with the name as typed
         words = config_mod.argv(pending, pending.model, pending.model)
     st.markdown("**:material/terminal: " + _("The command for these settings") + "**")
-    st.code(" ".join(mask_secrets(words)), language="bash", wrap_lines=True)
+    st.code(
+        config_mod.command_prefix(pending) + " ".join(mask_secrets(words)), language="bash", wrap_lines=True
+    )
 
 
 def last_start_report(snap: Any) -> None:

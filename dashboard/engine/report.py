@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dashboard.engine import flags
-from dashboard.engine.config import ServerConfig
+from dashboard.engine.config import API_KEY_ENV, API_KEY_PLACEHOLDER, ServerConfig
 from dashboard.engine.problems import Problem
 from dashboard.engine.startup_log import Phase
 
@@ -80,7 +80,11 @@ class StartupReport:
 
     @property
     def command_text(self) -> str:
-        return shlex.join(self.command)
+        """The command as a shell line; a server with an API key gets it through VLLM_API_KEY, so the
+        line starts with that variable and a placeholder, never the key."""
+        values = self.config.get("values") or {}
+        prefix = f"{API_KEY_ENV}={API_KEY_PLACEHOLDER} " if values.get("api_key") else ""
+        return prefix + shlex.join(self.command)
 
     def phase_seconds(self, name: str) -> float | None:
         for entry in self.startup:

@@ -305,7 +305,7 @@ class ServerManager:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                env=self._child_env(),
+                env=self._child_env(config),
                 cwd=self.workdir,
             )
         host = config.get("host") or "127.0.0.1"
@@ -335,8 +335,12 @@ class ServerManager:
         ).start()
         return launch
 
-    def _child_env(self) -> dict[str, str]:
+    def _child_env(self, config: ServerConfig | None = None) -> dict[str, str]:
+        """The server's environment. The API key travels here (vLLM reads VLLM_API_KEY), never on the
+        command line, where `ps` would show it to every user of the machine."""
         env = dict(os.environ)
+        env.pop(config_mod.API_KEY_ENV, None)  # only the key of this config, never one inherited
+        env.update(config_mod.secret_env(config) if config is not None else {})
         env["NCCL_NVLS_ENABLE"] = "0"
         env["PYTHONUNBUFFERED"] = "1"
         env.setdefault("VLLM_NO_USAGE_STATS", "1")

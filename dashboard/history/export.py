@@ -24,6 +24,8 @@ from dashboard.history.records import HIDDEN, SECRET_FLAGS, RunRecord, flag_valu
 from dashboard.i18n import N_, normalize, translate
 
 SECRET_OPTIONS = frozenset({"--api-key"})
+API_KEY_ENV = "VLLM_API_KEY"  # how vLLM reads its key (history does not import the engine)
+API_KEY_PLACEHOLDER = "<your-key>"
 _SECRET_IN_TEXT = re.compile(r"(--api-key)(=|\s+)('[^']*'|\"[^\"]*\"|\S+)")
 COMMAND_KEYS = ("command", "argv")  # where a startup report or summary keeps the exact command line
 REPORT_LANGUAGES = ("vi", "en")
@@ -56,8 +58,14 @@ _STATUS_NAMES = {
 def as_command(run: RunRecord) -> str:
     """The server's exact command line when the run recorded it, else a `vllm serve` line from the config."""
     recorded = recorded_command(run)
-    words = recorded if recorded is not None else command_words(flag_values(run.config))
-    return shlex.join(mask_words(words))
+    values = flag_values(run.config)
+    words = recorded if recorded is not None else command_words(values)
+    return key_prefix(values) + shlex.join(mask_words(words))
+
+
+def key_prefix(values: Mapping[str, Any]) -> str:
+    """vLLM gets the API key from VLLM_API_KEY: an exported command says so, with a placeholder."""
+    return f"{API_KEY_ENV}={API_KEY_PLACEHOLDER} " if any(values.get(name) for name in SECRET_FLAGS) else ""
 
 
 def recorded_command(run: RunRecord) -> list[str] | None:
@@ -84,7 +92,7 @@ def command_words(values: Mapping[str, Any]) -> list[str]:
     if model:
         words.append(str(model))
     for name, value in values.items():
-        if name != "model":
+        if name != "model" and name not in SECRET_FLAGS:  # secrets go through the environment
             words += option_words(name, value)
     return words
 

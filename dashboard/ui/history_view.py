@@ -248,10 +248,11 @@ def serve_command(run: RunRecord) -> str:
         config = ServerConfig.from_dict({"model": model, "values": run.config.get("values") or {}})
         words = config_mod.argv(config, model, model)
         words = ["vllm", "serve", model, *words[5:]]  # drop "python -m <module> --model <path>"
+        return config_mod.command_prefix(config) + shlex.join(export.mask_words(words))
     except (KeyError, ValueError):  # a stored config the catalog no longer knows: plain options
         values = {k: v for k, v in flag_values(run.config).items() if k != "sweep"}
         words = export.command_words({**values, "model": model})
-    return shlex.join(export.mask_words(words))
+    return export.key_prefix(flag_values(run.config)) + shlex.join(export.mask_words(words))
 
 
 # ---------------------------------------------------------------------------------------------- charts

@@ -53,7 +53,7 @@ def _run(**changes: object) -> RunRecord:
 def test_command_is_built_from_the_config_flags() -> None:
     words = shlex.split(export.as_command(_run()))
 
-    assert words[:3] == ["vllm", "serve", "HuggingFaceTB/SmolLM2-135M-Instruct"]
+    assert words[:4] == ["VLLM_API_KEY=<your-key>", "vllm", "serve", "HuggingFaceTB/SmolLM2-135M-Instruct"]
     text = " ".join(words)
     assert "--max-model-len 2048" in text
     assert "--max-num-seqs 8" in text
@@ -68,15 +68,16 @@ def test_command_is_built_from_the_config_flags() -> None:
 def test_command_masks_the_api_key() -> None:
     command = export.as_command(_run())
     assert SECRET not in command
-    assert "--api-key '***'" in command
+    assert "--api-key" not in command  # vLLM reads the key from VLLM_API_KEY; the line says so
+    assert command.startswith("VLLM_API_KEY=<your-key> vllm serve ")
 
 
 def test_command_recorded_by_the_server_wins_and_is_masked() -> None:
     argv = ["python", "-m", "vllm.entrypoints.openai.api_server", "--model", "/m", "--api-key", SECRET]
     run = _run(startup={"argv": argv})
-    assert export.as_command(run) == shlex.join([*argv[:-1], "***"])
+    assert export.as_command(run) == "VLLM_API_KEY=<your-key> " + shlex.join([*argv[:-1], "***"])
     recorded = _run(startup=None, summary={"command": f"vllm serve /m --api-key={SECRET} --port 8000"})
-    assert export.as_command(recorded) == "vllm serve /m '--api-key=***' --port 8000"
+    assert export.as_command(recorded) == "VLLM_API_KEY=<your-key> vllm serve /m '--api-key=***' --port 8000"
 
 
 def test_command_accepts_a_flat_config() -> None:
@@ -181,7 +182,7 @@ def test_markdown_shows_a_startup_report_phases_and_facts_but_no_log_path() -> N
     assert "`ready_s` | 34,5" in vi
     assert "2026" in en.split("`started_at` |")[1].splitlines()[0]  # epoch seconds shown as a date
     assert "/somewhere" not in vi + en
-    assert export.as_command(run) == shlex.join(_startup_report()["command"])
+    assert export.as_command(run) == "VLLM_API_KEY=<your-key> " + shlex.join(_startup_report()["command"])
 
 
 def test_markdown_explains_a_failed_start_with_its_suggestion() -> None:

@@ -66,3 +66,21 @@ def test_relative_model_folder_resolves_to_an_absolute_path(tmp_path, monkeypatc
     assert Path(resolved.path).is_absolute()
     assert Path(resolved.path) == folder.resolve()
     assert models.resolve("my-model").path == str(folder.resolve())
+
+
+# ------------------------------------------------------------------------------------------ the API key
+
+
+def test_the_api_key_goes_through_the_environment_not_the_command_line(tmp_path):
+    from dashboard.engine import config as config_mod
+    from dashboard.engine.config import default_config
+    from dashboard.engine.server import ServerManager
+
+    config = default_config("cpu").with_values({"api_key": "sk-class-secret"})
+    words = config_mod.argv(config, "/m", "m")
+    assert "--api-key" not in words and "sk-class-secret" not in words
+    manager = ServerManager(tmp_path)
+    env = manager._child_env(config)
+    assert env["VLLM_API_KEY"] == "sk-class-secret"
+    assert "VLLM_API_KEY" not in manager._child_env(default_config("cpu"))
+    assert config_mod.command_prefix(config) == "VLLM_API_KEY=<your-key> "
