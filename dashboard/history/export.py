@@ -143,6 +143,117 @@ def masked(data: Any) -> Any:
     return data
 
 
+# --- commands that travel --------------------------------------------------------------------------
+
+SERVER_MODULE = "vllm.entrypoints.openai.api_server"
+KEY_ENV_PLACEHOLDER = "VLLM_API_KEY=<your-key>"
+COMMAND_LABELS = {
+    "here": N_("On this machine, as it ran here"),
+    "portable": N_("On another machine that downloads the model from the Hugging Face Hub"),
+}
+_MODEL_OPTIONS = ("--model",)
+_VALUE_OPTIONS_DROPPED = ("--served-model-name",)
+
+
+def labelled_commands(
+    source: RunRecord | Mapping[str, Any], local_model: str | None = None, python: str = "python"
+) -> list[tuple[str, str]]:
+    """[(label msgid, command)]: the command that starts the same server on this machine (the module
+    form and the local model folder, as the server ran), then the portable `vllm serve HUB_ID ...` line.
+    The API key never appears: when one was set, the line starts with a VLLM_API_KEY placeholder.
+    `source` is a run (its recorded command, else its config) or one stored row with a `command`."""
+    words = _recorded_words(source)
+    if words is None:
+        values = flag_values(source.config if isinstance(source, RunRecord) else source.get("config") or {})
+        model = str(values.get("model") or "")
+        words = [python, "-m", SERVER_MODULE, "--model", local_model or model]
+        words += [w for name, value in values.items() if name != "model" for w in option_words(name, value)]
+    words, had_key = _without_key(words)
+    here = _local_words(words)
+    portable = _portable_words(words)
+    prefix = KEY_ENV_PLACEHOLDER + " " if had_key else ""
+    return [
+        (COMMAND_LABELS["here"], prefix + shlex.join(here)),
+        (COMMAND_LABELS["portable"], prefix + shlex.join(portable)),
+    ]
+
+
+def _recorded_words(source: RunRecord | Mapping[str, Any]) -> list[str] | None:
+    if isinstance(source, RunRecord):
+        return recorded_command(source)
+    for key in COMMAND_KEYS:
+        value = source.get(key)
+        if isinstance(value, str) and value.strip():
+            return _split(value)
+        if isinstance(value, list) and value:
+            return [str(word) for word in value]
+    return None
+
+
+def _without_key(words: Sequence[str]) -> tuple[list[str], bool]:
+    kept: list[str] = []
+    had_key = skip = False
+    for word in words:
+        if skip:
+            skip = False
+            continue
+        option, sep, _rest = word.partition("=")
+        if option in SECRET_OPTIONS:
+            had_key = True
+            skip = not sep
+            continue
+        kept.append(word)
+    return kept, had_key
+
+
+def _option_value_of(words: Sequence[str], option: str) -> str | None:
+    for index, word in enumerate(words):
+        if word == option and index + 1 < len(words):
+            return words[index + 1]
+        if word.startswith(option + "="):
+            return word.split("=", 1)[1]
+    return None
+
+
+def _local_words(words: list[str]) -> list[str]:
+    """`vllm serve MODEL ...` becomes the module form (the CPU build has no `vllm` command); a module
+    form stays as it is."""
+    if len(words) >= 3 and Path(words[0]).name == "vllm" and words[1] == "serve":
+        return ["python", "-m", SERVER_MODULE, "--model", words[2], *words[3:]]
+    return list(words)
+
+
+def _portable_words(words: list[str]) -> list[str]:
+    """`vllm serve HUB_ID` and the same options, minus the local folder and the local name."""
+    if len(words) >= 3 and Path(words[0]).name == "vllm" and words[1] == "serve":
+        return ["vllm", "serve", *words[2:]]
+    model = _option_value_of(words, "--model") or ""
+    hub_id = _option_value_of(words, "--served-model-name") or model
+    rest = words[3:] if len(words) > 2 and words[1] == "-m" else words[1:]
+    options: list[str] = []
+    skip = False
+    for word in rest:
+        if skip:
+            skip = False
+            continue
+        option = word.partition("=")[0]
+        if option in _MODEL_OPTIONS + _VALUE_OPTIONS_DROPPED:
+            skip = "=" not in word
+            continue
+        options.append(word)
+    return ["vllm", "serve", hub_id, *options]
+
+
+def commands_markdown(
+    source: RunRecord | Mapping[str, Any], lang: str, local_model: str | None = None
+) -> str:
+    """The labelled commands as Markdown: a bold label above each bash block."""
+    parts = []
+    for label, command in labelled_commands(source, local_model):
+        parts += [f"**{translate(label, lang)}**", f"```bash\n{command}\n```"]
+    return "\n\n".join(parts)
+
+
 # --- JSON and CSV ----------------------------------------------------------------------------------
 
 
@@ -163,15 +274,74 @@ def _finite(data: Any) -> Any:
 
 def as_csv(run: RunRecord) -> str:
     """One line per measured row (after a header): seq, created_at and the union of the rows' keys."""
-    records = [
-        {"seq": row.seq, "created_at": row.created_at, **flatten(masked(row.data))} for row in run.rows
-    ]
+    records = _csv_records(run)
     out = io.StringIO()
-    columns = _union_keys([{"seq": None, "created_at": None}, *records])
+    columns = _union_keys([{"seq": None, "created_at": None}, *records] if run.rows else records)
     writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows({key: _csv_cell(value) for key, value in record.items()} for record in records)
     return out.getvalue()
+
+
+def _csv_records(run: RunRecord) -> list[dict[str, Any]]:
+    """One record per row; a table run's rows as the table reads; a run without rows (a start, an
+    applied setting) as one line of its own facts and commands."""
+    if run.kind == "table" and run.rows:
+        return [_table_csv_record(row) for row in run.rows]
+    if run.rows:
+        return [
+            {"seq": row.seq, "created_at": row.created_at, **flatten(masked(row.data))} for row in run.rows
+        ]
+    record: dict[str, Any] = {
+        "id": run.id,
+        "kind": run.kind,
+        "status": run.status,
+        "created_at": run.created_at,
+        "finished_at": run.finished_at,
+        "label": run.label,
+        "backend": run.backend,
+    }
+    for source in (masked(dict(run.startup or {})), masked(dict(run.summary or {}))):
+        record.update(
+            {
+                key: value
+                for key, value in flatten(source).items()
+                if key in FIGURE_LABELS and not _is_long(value)
+            }
+        )
+    error = (run.startup or {}).get("error")
+    if isinstance(error, Mapping):
+        record["error"] = error.get("text_en") or error.get("message")
+    for (_label, command), name in zip(
+        labelled_commands(run), ("command_here", "command_portable"), strict=True
+    ):
+        record[name] = command
+    return [record]
+
+
+def _table_csv_record(row: Any) -> dict[str, Any]:
+    data = row.data
+    interval = data.get("interval") or [None, None]
+    verdict = data.get("verdict") or {}
+    return {
+        "seq": row.seq,
+        "flag": data.get("flag"),
+        "option": data.get("cli"),
+        "metric": data.get("metric"),
+        "workload": data.get("workload"),
+        "first_value": (data.get("values") or [None, None])[0],
+        "second_value": (data.get("values") or [None, None])[-1],
+        "effect": data.get("effect"),
+        "ratio": data.get("ratio"),
+        "interval_low": interval[0],
+        "interval_high": interval[1],
+        "orders_per_value": data.get("n"),
+        "noise_percent": data.get("noise_percent"),
+        "start_time_s": json.dumps(data.get("start_time_s")),
+        "memory_gib": json.dumps(data.get("memory_gib")),
+        "verdict_vi": verdict.get("vi"),
+        "verdict_en": verdict.get("en"),
+    }
 
 
 def _csv_cell(value: Any) -> Any:
@@ -208,20 +378,99 @@ def _markdown_section(run: RunRecord, lang: str, charts: Mapping[str, Path]) -> 
     title = tr(N_("Run #{id}: {kind}"), id=run.id, kind=tr(_KIND_NAMES.get(run.kind, run.kind)))
     parts = [f"## {LANGUAGE_NAMES[lang]}", f"### {title}" + (f" — {_cell(run.label)}" if run.label else "")]
     parts += [_table([tr(N_("Field")), tr(N_("Value"))], _overview(run, lang, tr))]
-    parts += [_heading(tr(N_("Command"))), f"```bash\n{as_command(run)}\n```"]
-    config = {name: value for name, value in flag_values(run.config).items() if value is not None}
+    summary = _summary_rows(run, lang, tr)
+    if summary:
+        parts += [_heading(tr(N_("Summary"))), _table([tr(N_("Figure")), tr(N_("Value"))], summary)]
+    parts += [_heading(tr(N_("Command"))), commands_markdown(run, lang)]
+    config = {name: value for name, value in flag_values(run.config).items() if _shown_setting(name, value)}
     if config:
-        rows = [[f"`{name}`", f"`{_cell(_plain_text(value))}`"] for name, value in config.items()]
+        rows = [
+            [f"`{_option_name(name)}`", f"`{_cell(_plain_text(value))}`"] for name, value in config.items()
+        ]
         parts += [_heading(tr(N_("Configuration"))), _table([tr(N_("Flag")), tr(N_("Value"))], rows)]
     if run.startup:
         parts += [_heading(tr(N_("Server start"))), *_startup_tables(run.startup, lang, tr)]
-    if run.summary:
-        rows = [[f"`{key}`", _value(value, lang, tr)] for key, value in flatten(run.summary).items()]
-        parts += [_heading(tr(N_("Summary"))), _table([tr(N_("Metric")), tr(N_("Value"))], rows)]
     parts += [_heading(tr(N_("Measured rows"))), _rows_table(run, lang, tr)]
+    per_row = _row_commands(run, lang)
+    if per_row:
+        parts += [_heading(tr(N_("Commands for each row"))), per_row]
     if charts:
         parts += [_heading(tr(N_("Charts")))]
         parts += [f"![{_cell(name)}]({Path(path).as_posix()})" for name, path in charts.items()]
+    return "\n\n".join(parts)
+
+
+# Figures people compare, in the order a reader looks for them, with their translated labels.
+FIGURE_LABELS: dict[str, str] = {
+    "value": N_("Value"),
+    "concurrency": N_("Orders at the same time"),
+    "ttft_p50_ms": N_("First token (median, ms)"),
+    "itl_p50_ms": N_("Per next token (median, ms)"),
+    "tpot_p50_ms": N_("Time per token (median, ms)"),
+    "e2e_p50_ms": N_("Whole answer (median, ms)"),
+    "e2e_ms": N_("Whole answer (ms)"),
+    "ttft_ms": N_("First token (ms)"),
+    "output_tokens_per_s": N_("Tokens per second"),
+    "requests_per_s": N_("Answers per second"),
+    "completion_tokens": N_("Answer tokens"),
+    "prompt_tokens": N_("Question tokens"),
+    "ready_s": N_("Start time (s)"),
+    "kv_cache_tokens": N_("KV cache (tokens)"),
+    "max_concurrency": N_("Full-length orders at once"),
+    "kv_cache_gib": N_("KV cache (GiB)"),
+    "weights_gib": N_("Weights (GiB)"),
+    "process_rss_bytes": N_("Memory (GiB)"),
+    "sent": N_("Orders sent"),
+    "errors": N_("Failed orders"),
+    "request_errors": N_("Failed orders"),
+    "measured": N_("Values measured"),
+    "duration_s": N_("Duration (s)"),
+    "vllm_version": N_("vLLM version"),
+    "started_at": N_("Started"),
+    "port": N_("Port"),
+    "flag": N_("Flag"),
+    "values": N_("Values"),
+    "preset": N_("Preset"),
+}
+PLAIN_INTEGER_KEYS = frozenset({"port", "pid", "seq", "#", "id", "seed", "generation", "history_run_id"})
+_BYTES_SHOWN_IN_GIB = frozenset({"process_rss_bytes"})
+
+
+def _last(key: str) -> str:
+    return key.rsplit(".", 1)[-1]
+
+
+def _summary_rows(run: RunRecord, lang: str, tr: Callable[..., str]) -> list[list[str]]:
+    """The run's verdict in this language, then the labelled figures of its summary (no raw keys)."""
+    summary = run.summary or {}
+    rows = []
+    verdict = summary.get(f"verdict_{lang}")
+    if isinstance(verdict, str) and verdict:
+        rows.append([tr(N_("Verdict")), _cell(verdict)])
+    for key, value in flatten(summary).items():
+        if key in FIGURE_LABELS and not _is_long(value) and value not in (None, "", [], {}):
+            rows.append([tr(FIGURE_LABELS[key]), _value(value, lang, tr, key)])
+    return rows
+
+
+def _shown_setting(name: str, value: Any) -> bool:
+    return value is not None and value != "" and isinstance(value, str | int | float | bool)
+
+
+def _option_name(name: str) -> str:
+    if name == "model":
+        return "--model"
+    return _SPECIAL_OPTIONS.get(name, ("--" + name.replace("_", "-"), None))[0]
+
+
+def _row_commands(run: RunRecord, lang: str) -> str:
+    """A sweep's rows each ran their own server: one labelled pair of commands per value."""
+    parts = []
+    for row in run.rows:
+        if not isinstance(row.data, Mapping) or not row.data.get("command"):
+            continue
+        name = _cell(_plain_text(row.data.get("value", row.seq)))
+        parts += [f"##### {name}", commands_markdown(row.data, lang)]
     return "\n\n".join(parts)
 
 
@@ -257,8 +506,12 @@ def _startup_tables(report: Mapping[str, Any], lang: str, tr: Callable[..., str]
         for key, value in flatten(report).items()
         if key.split(".")[0] not in _NOT_FACTS and not _is_long(value)
     }
-    if facts:
-        rows = [[f"`{key}`", _value(value, lang, tr, key)] for key, value in facts.items()]
+    rows = [
+        [tr(FIGURE_LABELS[key]), _value(value, lang, tr, key)]
+        for key, value in facts.items()
+        if key in FIGURE_LABELS
+    ]
+    if rows:
         parts.append(_table([tr(N_("Field")), tr(N_("Value"))], rows))
     return parts
 
@@ -323,8 +576,22 @@ def _rows_table(run: RunRecord, lang: str, tr: Callable[..., str]) -> str:
 
 
 def _records_table(records: list[dict[str, Any]], lang: str, tr: Callable[..., str]) -> str:
-    keys = _union_keys(records)
-    return _table(keys, [[_value(record.get(key), lang, tr) for key in keys] for record in records])
+    """The figures people compare (labelled columns present in some row); everything else is in the
+    JSON and CSV exports. A column "Problem" shows a row's error in this language."""
+    present = _union_keys(records)
+    keys = ["#", *(key for key in FIGURE_LABELS if key in present and key not in ("#",))]
+    header = [tr(FIGURE_LABELS[key]) if key in FIGURE_LABELS else key for key in keys]
+    cells = [[_value(record.get(key), lang, tr, key) for key in keys] for record in records]
+    errors = [_row_error(record, lang) for record in records]
+    if any(errors):
+        header.append(tr(N_("Problem")))
+        cells = [row + [error] for row, error in zip(cells, errors, strict=True)]
+    return _table(header, cells)
+
+
+def _row_error(record: Mapping[str, Any], lang: str) -> str:
+    text = record.get(f"error.text_{lang}") or record.get("error.message") or record.get("error")
+    return _cell(str(text)) if text else ""
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
@@ -336,12 +603,17 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
 def _value(value: Any, lang: str, tr: Callable[..., str], key: str = "") -> str:
     if value is None:
         return "—"
-    if key.endswith("_at") and (is_number(value) or isinstance(value, str)):
+    last = _last(key)
+    if last.endswith("_at") and (is_number(value) or isinstance(value, str)):
         return _date(value, lang)
     if isinstance(value, bool):
         return tr(N_("yes")) if value else tr(N_("no"))
+    if last in PLAIN_INTEGER_KEYS and is_number(value):
+        return str(int(value))
+    if last in _BYTES_SHOWN_IN_GIB and is_number(value):
+        return _number(round(value / 1024**3, 2), lang)
     if is_number(value):
-        return _number(value, lang)
+        return _number(round(value, 2) if isinstance(value, float) else value, lang)
     return _cell(_plain_text(value))
 
 

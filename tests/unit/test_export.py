@@ -37,7 +37,7 @@ def _run(**changes: object) -> RunRecord:
         label="Pika | classroom",
         backend="cpu",
         config={"model": "HuggingFaceTB/SmolLM2-135M-Instruct", "values": VALUES},
-        summary={"p50_ms": 1234.5, "throughput": {"req_s": 7.3}},
+        summary={"e2e_p50_ms": 1234.5, "throughput": {"req_s": 7.3}},
         startup={"phases": [{"name": "weights", "seconds": 0.58}], "kv_cache_tokens": 46592},
         rows=(
             RowRecord(1, "2026-11-24T08:43:00.000+00:00", {"level": 1, "latency": {"p50": 97.25}}),
@@ -115,15 +115,20 @@ def test_csv_has_a_header_and_one_line_per_row_with_dotted_keys() -> None:
     assert json.loads(rows[2]["errors"]) == ["timeout"]
 
 
-def test_csv_of_a_run_without_rows_is_empty() -> None:
-    assert export.as_csv(_run(rows=())).strip() == "seq,created_at"
+def test_csv_of_a_run_without_rows_is_one_line_of_its_facts_and_commands() -> None:
+    text = export.as_csv(_run(kind="apply", rows=()))
+    [record] = list(csv.DictReader(io.StringIO(text)))
+    assert record["kind"] == "apply" and record["kv_cache_tokens"] == "46592"
+    assert "vllm.entrypoints.openai.api_server" in record["command_here"]
+    assert record["command_portable"].startswith("VLLM_API_KEY=<your-key> vllm serve ")
+    assert SECRET not in text
 
 
 def test_markdown_has_vietnamese_then_english_with_local_number_formats() -> None:
     text = export.as_markdown(_run(), "both", charts={"latency": Path("charts/latency.png")})
     vi, en = text.split("## English")
     assert vi.lstrip().startswith("## Tiếng Việt")
-    assert "1.234,5" in vi and "1,234.5" in en  # summary p50_ms
+    assert "1.234,5" in vi and "1,234.5" in en  # summary e2e_p50_ms
     assert "46.592" in vi and "46,592" in en  # startup kv cache tokens
     assert "thg 11" in vi and "Nov 24, 2026" in en  # dates
     for section in (vi, en):
@@ -178,9 +183,10 @@ def test_markdown_shows_a_startup_report_phases_and_facts_but_no_log_path() -> N
     assert "| weights_loaded | 21,25 | seconds = 0,58 |" in vi
     assert "| Warehouse | 23 | tokens = 46,592 |" in en
     assert "46.592" in vi
-    assert "`vllm_version` | 0.32.0" in en
-    assert "`ready_s` | 34,5" in vi
-    assert "2026" in en.split("`started_at` |")[1].splitlines()[0]  # epoch seconds shown as a date
+    assert "| vLLM version | 0.32.0 |" in en
+    assert "| Start time (s) | 34.5 |" in en and "| 34,5 |" in vi
+    started = [line for line in en.splitlines() if line.startswith("| Started |")]
+    assert started and all("2026" in line for line in started)  # epoch seconds shown as a date
     assert "/somewhere" not in vi + en
     assert export.as_command(run) == "VLLM_API_KEY=<your-key> " + shlex.join(_startup_report()["command"])
 
