@@ -21,6 +21,7 @@ from typing import Any
 
 import streamlit as st
 
+from dashboard.classroom import doors
 from dashboard.engine import flags
 from dashboard.engine.config import ServerConfig
 from dashboard.engine.report import StartupReport, mask_config
@@ -49,9 +50,8 @@ DEFAULT_VALUES: dict[str, dict[str, list[Any]]] = {
     "quantization": {"cuda": ["none", "fp8"]},
     "seed": {"*": [0, 1]},
     "enable_log_requests": {"*": [False, True]},
-    "host": {"*": ["127.0.0.1", "0.0.0.0"]},
-    "trust_remote_code": {"*": [False, True]},
 }
+# Never measured with the door open or a model's own code on (dashboard/classroom/doors.py).
 NOT_SWEPT = frozenset({"port", "api_key", "served_model_name"})
 
 # The brief's table, in its order (the CPU build sizes the warehouse in GiB instead of a GPU share),
@@ -81,8 +81,8 @@ TABLE_VALUES: dict[str, dict[str, list[Any]]] = {
     "max_num_batched_tokens": {"*": [512, 4096]},
     "kv_cache_dtype": {"cuda": ["auto", "fp8"]},
     "enable_log_requests": {"*": [False, True]},
-    "trust_remote_code": {"*": [False, True]},
-    "host": {"*": ["127.0.0.1", "0.0.0.0"]},
+    "trust_remote_code": {"*": [False]},  # never on: it changes no speed and would run the model's code
+    "host": {"*": ["127.0.0.1"]},  # loopback only: opening the door changes no speed
 }
 
 
@@ -323,6 +323,11 @@ class SweepJob:
         with self._lock:
             if self._snapshot.running:
                 return N_("A measurement is already running. Wait for it to finish, or stop it first.")
+            if any(doors.unsafe_sweep_values(flag, values) for flag, values in request.sweeps):
+                return N_(
+                    "A measurement never turns on --trust-remote-code or opens --host 0.0.0.0: they change "
+                    "no speed and would run a model's code or open the server to the network."
+                )
             if manager.is_busy():
                 return N_("The server is being restarted right now. Try again when it is ready.")
             self._manager, self._store, self._sampler = manager, store, sampler
