@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-RUN_KINDS = ("startup", "probe", "load", "sweep", "playground", "apply", "table")
+RUN_KINDS = ("startup", "probe", "load", "sweep", "playground", "apply", "table", "tune")
 RUN_STATUSES = ("running", "done", "failed", "interrupted")
 FINAL_STATUSES = ("done", "failed", "interrupted")
 SECRET_FLAGS = frozenset({"api_key"})

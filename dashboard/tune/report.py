@@ -1,0 +1,183 @@
+"""The tuner's report: the best settings (with the `vllm serve` command and the request fields), the
+baseline measured in the same run, every trial, the knobs' effects and the verdict in both languages."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from dashboard.engine import config as config_mod
+from dashboard.engine.config import ServerConfig
+from dashboard.tune import intervals, verdict
+from dashboard.tune.intervals import Estimate
+from dashboard.tune.search import CONFIRM, SEARCH, Tuner, goal_estimate, serve_command
+from dashboard.tune.space import params_key
+
+PIKA_BRIEF = {"brief_ms": 170.0, "h100_ms": 60.0, "owner_hope_ms": 10.0}
+FIGURE_KEYS = ("p50-e2e", "p90-e2e", "p50-ttft", "p90-ttft", "p50-itl", "p90-itl", "throughput")
+
+
+def entry(record: Mapping[str, Any], goal_key: str, command: list[str]) -> dict[str, Any]:
+    """One setting as the report shows it."""
+    figures = record.get("figures") or {}
+    return {
+        "config": dict(record.get("config") or {}),
+        "changes": dict(record.get("changes") or {}),
+        "command": list(record.get("command") or command),
+        "request_fields": dict(record.get("request_fields") or {}),
+        "figures": {key: figures.get(key) for key in FIGURE_KEYS if key in figures}
+        | {k: figures.get(k) for k in ("queue_ms", "output_tokens", "answers", "errors")},
+        "goal": goal_estimate(record, goal_key).to_dict(),
+        "confirmed": record.get("phase") == CONFIRM,
+        "answers": list(record.get("answers") or []),
+        "answer_matches": record.get("answer_matches"),
+        "meets_limit": record.get("meets_limit"),
+    }
+
+
+def trial_entry(record: Mapping[str, Any], goal_key: str) -> dict[str, Any]:
+    figures = record.get("figures") or {}
+    return {
+        "number": record.get("number"),
+        "phase": record.get("phase"),
+        "state": record.get("state"),
+        "params": dict(record.get("params") or {}),
+        "changes": dict(record.get("changes") or {}),
+        "request_fields": dict(record.get("request_fields") or {}),
+        "figures": {key: figures.get(key) for key in FIGURE_KEYS if key in figures},
+        "goal": goal_estimate(record, goal_key).to_dict(),
+        "answer_matches": record.get("answer_matches"),
+        "meets_limit": record.get("meets_limit"),
+        "server_start": record.get("server_start"),
+        "error": record.get("error"),
+        "at_s": record.get("at_s"),
+    }
+
+
+def _fallback_command(tuner: Tuner, params: Mapping[str, Any]) -> list[str]:
+    """The command of another trial on the same server, or one built from the config."""
+    part = tuner.space.server_part(params)
+    for record in list(tuner.records.values()) + list(tuner.confirmed.values()):
+        if tuner.space.server_part(record["params"]) == part and record.get("command"):
+            return list(record["command"])
+    config: ServerConfig = tuner.space.server_config(params)
+    words = config_mod.argv(config, config.model, getattr(tuner.server, "served_name", "") or config.model)
+    return serve_command([w for w in words if w])
+
+
+def knob_effects(tuner: Tuner) -> list[dict[str, Any]]:
+    """Each value tried alone against the baseline (search figures): change of the goal, and whether
+    the two intervals are apart. Lower is better for latencies; `change` is (value - baseline) / baseline."""
+    goal = tuner.goal
+    base = tuner.records.get(params_key(tuner.space.baseline_params()))
+    effects = []
+    if base is None:
+        return effects
+    base_estimate = goal_estimate(base, goal.key)
+    for record in tuner.records.values():
+        changes = record.get("changes") or {}
+        if len(changes) != 1:
+            continue
+        ((knob, value),) = changes.items()
+        estimate = goal_estimate(record, goal.key)
+        effects.append(
+            {
+                "knob": knob,
+                "value": value,
+                "state": record.get("state"),
+                "value_ms": estimate.value,
+                "baseline_ms": base_estimate.value,
+                "change": intervals.relative_change(estimate.value, base_estimate.value),
+                "clear": (not intervals.overlap(estimate, base_estimate))
+                or record.get("state") == "stopped_early",
+                "answer_changed": record.get("answer_matches") is False,
+                "error": record.get("error"),
+            }
+        )
+    return sorted(effects, key=lambda e: e["change"] if e["change"] is not None else 9e9)
+
+
+def build_report(tuner: Tuner, stopped: bool, duration_s: float) -> dict[str, Any]:
+    goal = tuner.goal
+    baseline_params = tuner.space.baseline_params()
+    bkey = params_key(baseline_params)
+    baseline = tuner.confirmed.get(bkey) if _measured(tuner.confirmed.get(bkey)) else tuner.records.get(bkey)
+    ranked = tuner.ranked(CONFIRM) or tuner.ranked(SEARCH)
+    fastest = ranked[0] if ranked else None
+    best, clearly = baseline, False
+    if fastest is not None and baseline is not None and params_key(fastest["params"]) != bkey:
+        clearly = intervals.clearly_better(
+            goal_estimate(fastest, goal.key), goal_estimate(baseline, goal.key), goal.lower_is_better
+        )
+        if clearly:
+            best = fastest
+    elif baseline is None:
+        best = fastest
+    report: dict[str, Any] = {
+        "question": tuner.question.to_dict(),
+        "study": {
+            "name": tuner.question.study_name(),
+            "storage": str(tuner.storage_path),
+            "resumed_trials": tuner.resumed,
+        },
+        "space": tuner.space.to_dict(),
+        "baseline": _entry_or_none(tuner, baseline, baseline_params),
+        "best": None,
+        "fastest_measured": _entry_or_none(tuner, fastest, fastest["params"] if fastest else {}),
+        "trials": [trial_entry(r, goal.key) for r in sorted(tuner.records.values(), key=_order)],
+        "confirmations": [trial_entry(r, goal.key) for r in tuner.confirmed.values()],
+        "effects": knob_effects(tuner),
+        "answer_changers": sorted(
+            {_changes_text(r["changes"]) for r in tuner.records.values() if r.get("answer_matches") is False}
+        ),
+        "server_starts": dict(tuner.starts),
+        "stopped": stopped,
+        "duration_s": round(duration_s, 1),
+        "brief": PIKA_BRIEF if tuner.question.preset.startswith("pika") else None,
+    }
+    if best is not None:
+        report["best"] = _entry_or_none(tuner, best, best["params"]) | {
+            "clearly_better": clearly,
+            "is_baseline": params_key(best["params"]) == bkey,
+        }
+    report["breakdown"] = breakdown(report["best"]) if report["best"] else None
+    report["verdict"] = verdict.make_verdict(report)
+    return report
+
+
+def _measured(record: Mapping[str, Any] | None) -> bool:
+    return bool(record) and record.get("state") == "measured"
+
+
+def _entry_or_none(tuner: Tuner, record: Mapping[str, Any] | None, params: Mapping[str, Any]) -> dict | None:
+    if record is None:
+        return None
+    return entry(record, tuner.goal.key, _fallback_command(tuner, params))
+
+
+def _order(record: Mapping[str, Any]) -> tuple[int, float]:
+    number = record.get("number")
+    return (number if number is not None else 10**9, record.get("at_s") or 0.0)
+
+
+def _changes_text(changes: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(changes.items())) or "baseline"
+
+
+def breakdown(best: Mapping[str, Any]) -> dict[str, Any]:
+    """Where the whole answer's time goes (medians): queue, first token, and the steps after it."""
+    figures = best.get("figures") or {}
+    ttft = Estimate.from_dict(figures.get("p50-ttft")).value
+    itl = Estimate.from_dict(figures.get("p50-itl")).value
+    e2e = Estimate.from_dict(figures.get("p50-e2e")).value
+    tokens = figures.get("output_tokens")
+    steps = max(int(tokens) - 1, 0) if tokens else None
+    return {
+        "e2e_ms": e2e,
+        "queue_ms": figures.get("queue_ms"),
+        "first_token_ms": ttft,
+        "steps": steps,
+        "step_ms": itl,
+        "steps_ms": steps * itl if steps is not None and itl is not None else None,
+        "output_tokens": tokens,
+    }
