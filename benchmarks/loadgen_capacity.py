@@ -1,17 +1,19 @@
-"""How much load the load generator itself can produce, and how much time it adds to TTFT.
+"""How much load the load generator can produce, and how much time it adds to the first token:
+the product's aiohttp path next to the former httpx path, in one run, against the same server.
 
 A trivial streaming server (raw asyncio, HTTP/1.1 keep-alive, a canned SSE answer sent at once) runs in
 a child process pinned to one core; the load generator runs in this process pinned to another core.
-Figures printed (no asserts; targets: >= 1000 requests/s sustained, < 1 ms added TTFT):
+Figures printed (no asserts; targets: >= 3000 requests/s on one core, < 0.5 ms added to the first token):
 
-- requests/s the load generator sustains at several concurrency levels, by the wall clock and per
-  CPU-second of the load generator's process (the second figure holds even when other programs share
-  the cores: it is what one core fully given to the load generator would sustain);
-- TTFT p50/p99 one request at a time against the instant server: everything the client adds plus one
-  loopback round trip. A bare asyncio client (no httpx, no JSON) on the same server gives the floor,
-  and the difference is what our client adds on top of a minimal one;
-- for reference, the same streamed requests through aiohttp (the client vLLM's own bench uses), when
-  it is installed: it shows how much of the cost is the HTTP library's.
+- requests/s each client sustains at several concurrency levels, by the wall clock and per CPU-second
+  of the load generator's process (the second figure holds even when other programs share the cores:
+  it is what one core fully given to the load generator sustains);
+- first-token time one request at a time against the instant server: everything the client adds plus
+  one loopback round trip. A bare asyncio socket (no HTTP library, no JSON) gives the floor, and the
+  difference is what the client adds on top of a minimal one.
+
+The last line reads: `loadgen: N requests/s on one core, first-token overhead X ms` (the product's
+path: its best requests per CPU-second over the levels, and its p50 first token minus the floor's).
 
 Usage: python benchmarks/loadgen_capacity.py [--requests 3000] [--levels 1,32,128] [--chunks 20]
 """
@@ -29,8 +31,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from dashboard.measure import loadgen  # noqa: E402
+import httpx_path  # noqa: E402
+
+from dashboard.measure import client, loadgen  # noqa: E402
 from dashboard.measure.loadgen import LoadPlan, Workload, percentile  # noqa: E402
 
 
@@ -106,33 +111,6 @@ async def bare_client_ttft(port: int, requests: int) -> list[float]:
     return times
 
 
-async def aiohttp_reference(port: int, concurrency: int, requests: int) -> list[float] | None:
-    """TTFTs of the same requests sent with aiohttp, or None when aiohttp is not installed."""
-    try:
-        import aiohttp
-    except ImportError:
-        return None
-    url = f"http://127.0.0.1:{port}/v1/chat/completions"
-    body = {"model": "m", "messages": [], "stream": True}
-    ttfts: list[float] = []
-    remaining = [requests]
-
-    async def worker(session) -> None:
-        while remaining[0] > 0:
-            remaining[0] -= 1
-            start, first = time.perf_counter(), None
-            async with session.post(url, json=body) as response:
-                async for line in response.content:
-                    if first is None and line.startswith(b"data:") and b"[DONE]" not in line:
-                        json.loads(line[5:])
-                        first = time.perf_counter()
-            ttfts.append(((first or time.perf_counter()) - start) * 1000)
-
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
-    return ttfts
-
-
 def timed(call):
     """(result, wall seconds, CPU seconds of this process)."""
     wall, cpu = time.perf_counter(), time.process_time()
@@ -146,11 +124,67 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def first_token_line(name: str, values: list[float]) -> str:
+    return f"  {name:22s}: p50 {percentile(values, 50):.3f} ms   p99 {percentile(values, 99):.3f} ms"
+
+
+def measure_ttft(base: str, port: int, workload: Workload, requests: int) -> tuple[float, float]:
+    """(p50 first token of the product's path, of the httpx path) minus nothing: printed with the floor."""
+    floor = asyncio.run(bare_client_ttft(port, requests))
+    ours = loadgen.run_load(base, "m", workload, LoadPlan(concurrency=1, requests=requests, warmup=50))
+    payloads = [workload.payload("m", i) for i in range(requests)]
+    old = asyncio.run(httpx_path.run_closed_loop(base, payloads, 1))
+    old_ttfts = [t.ttft_ms for t in old if t.ttft_ms is not None]
+    ours_ttfts = [t.ttft_ms for t in ours.timings if t.ttft_ms is not None]
+    print(f"\nFirst token against an instant server, one request at a time ({requests} requests):")
+    print(first_token_line("bare asyncio socket", floor))
+    print(first_token_line("aiohttp (product)", ours_ttfts))
+    print(first_token_line("httpx (former)", old_ttfts))
+    floor_p50 = percentile(floor, 50) or 0.0
+    added = (percentile(ours_ttfts, 50) or 0.0) - floor_p50
+    added_old = (percentile(old_ttfts, 50) or 0.0) - floor_p50
+    print(
+        f"  added to the first token (p50): aiohttp {added:.3f} ms, httpx {added_old:.3f} ms (target < 0.5)"
+    )
+    return added, added_old
+
+
+def measure_rates(base: str, workload: Workload, levels: list[int], requests: int) -> float:
+    """Print requests/s of both paths at each level, alternating; return the product's best per CPU-s."""
+    print("\nSustained requests (target >= 3000 per CPU-second):")
+    best = 0.0
+    payloads = [workload.payload("m", i) for i in range(requests)]
+    for level in levels:
+        plan = LoadPlan(concurrency=level, requests=requests, warmup=20)
+        for uvloop_on, name in ((True, "aiohttp+uvloop"), (False, "aiohttp")):
+            client.USE_UVLOOP = uvloop_on
+            result, wall, cpu = timed(lambda plan=plan: loadgen.run_load(base, "m", workload, plan))
+            per_cpu = requests / cpu if cpu > 0 else 0.0
+            if uvloop_on:
+                best = max(best, per_cpu)
+            print(
+                f"  {name:14s} {level:4d} at once: {requests / wall:6.0f} req/s wall   {per_cpu:6.0f} req "
+                f"per CPU-second   {cpu / requests * 1000:.3f} ms CPU/req   errors {result.errors}"
+            )
+        client.USE_UVLOOP = True
+        old, wall, cpu = timed(
+            lambda level=level: asyncio.run(httpx_path.run_closed_loop(base, payloads, level))
+        )
+        errors = sum(1 for t in old if not t.ok)
+        print(
+            f"  {'httpx (former)':14s} {level:4d} at once: {requests / wall:6.0f} req/s wall   "
+            f"{requests / cpu:6.0f} req per CPU-second   {cpu / requests * 1000:.3f} ms CPU/req   "
+            f"errors {errors}"
+        )
+    return best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=3000, help="requests per concurrency level")
     parser.add_argument("--levels", default="1,32,128", help="concurrency levels")
     parser.add_argument("--chunks", type=int, default=20, help="streamed chunks per answer")
+    parser.add_argument("--ttft-requests", type=int, default=2000, help="requests for the first-token figure")
     args = parser.parse_args()
 
     cores = sorted(os.sched_getaffinity(0))
@@ -166,39 +200,14 @@ def main() -> None:
     base = f"http://127.0.0.1:{port}"
     workload = Workload.synthetic(16, args.chunks)
     print(f"cores: load generator on {client_core}, server on {server_core}; {args.chunks} chunks/answer")
+    print(f"load average now: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     try:
-        floor = asyncio.run(bare_client_ttft(port, 2000))
-        ours = loadgen.run_load(base, "m", workload, LoadPlan(concurrency=1, requests=2000, warmup=50))
-        print("\nTTFT against an instant server, one request at a time (2000 requests):")
-        print(
-            f"  bare asyncio socket : p50 {percentile(floor, 50):.3f} ms   p99 {percentile(floor, 99):.3f} ms"
-        )
-        print(f"  load generator      : p50 {ours.ttft_ms.p50:.3f} ms   p99 {ours.ttft_ms.p99:.3f} ms")
-        added = ours.ttft_ms.p50 - percentile(floor, 50)
-        print(f"  added by httpx + our SSE reading (p50): {added:.3f} ms   (target < 1 ms)")
-        print("\nSustained requests/s (target >= 1000):")
-        for level in [int(x) for x in args.levels.split(",")]:
-            plan = LoadPlan(concurrency=level, requests=args.requests, warmup=20)
-            result, _, cpu = timed(lambda plan=plan: loadgen.run_load(base, "m", workload, plan))
-            print(
-                f"  load generator, concurrency {level:4d}: {result.requests_per_s:6.0f} req/s wall   "
-                f"{args.requests / cpu:6.0f} req per CPU-second   "
-                f"{cpu / args.requests * 1000:.2f} ms CPU/req   errors {result.errors}"
-            )
-        for level in [int(x) for x in args.levels.split(",")]:
-            ttfts, wall, cpu = timed(
-                lambda level=level: asyncio.run(aiohttp_reference(port, level, args.requests))
-            )
-            if ttfts is None:
-                print("  (aiohttp not installed: no reference figures)")
-                break
-            print(
-                f"  aiohttp reference, concurrency {level:4d}: {args.requests / wall:6.0f} req/s wall   "
-                f"{args.requests / cpu:6.0f} req per CPU-second   {cpu / args.requests * 1000:.2f} ms CPU/req"
-            )
+        added, _added_old = measure_ttft(base, port, workload, args.ttft_requests)
+        best = measure_rates(base, workload, [int(x) for x in args.levels.split(",")], args.requests)
     finally:
         server.terminate()
         server.join(5)
+    print(f"loadgen: {best:.0f} requests/s on one core, first-token overhead {added:.2f} ms")
 
 
 if __name__ == "__main__":

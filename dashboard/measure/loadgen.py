@@ -43,6 +43,7 @@ from dashboard.measure.client import (
     RequestTiming,
     auth_headers,
     make_session,
+    run_coroutine,
     stream_chat,
     tls_context,
 )
@@ -661,7 +662,7 @@ def run_load(
     watch_metrics: bool = False,
 ) -> LoadResult:
     """Run one load test to the end and return its result (blocking; call it from a worker thread)."""
-    return asyncio.run(
+    return run_coroutine(
         run_load_async(
             base_url, model, workload, plan, api_key, on_progress, stop, watch_metrics=watch_metrics
         )
