@@ -358,11 +358,17 @@ def _union_keys(records: Iterable[Mapping[str, Any]]) -> list[str]:
 # --- Markdown --------------------------------------------------------------------------------------
 
 
-def as_markdown(run: RunRecord, lang: str = "both", charts: Mapping[str, Path] | None = None) -> str:
-    """A report in Vietnamese then English ("both"), or in one language ("vi" or "en")."""
+def as_markdown(
+    run: RunRecord,
+    lang: str = "both",
+    charts: Mapping[str, Path] | None = None,
+    local_model: str | None = None,
+) -> str:
+    """A report in Vietnamese then English ("both"), or in one language ("vi" or "en"). `local_model`:
+    the folder the server loads here, for runs that did not record their command line."""
     languages = REPORT_LANGUAGES if lang == "both" else (normalize(lang),)
     safe = _masked_run(run)
-    sections = [_markdown_section(safe, language, charts or {}) for language in languages]
+    sections = [_markdown_section(safe, language, charts or {}, local_model) for language in languages]
     return "\n\n---\n\n".join(sections) + "\n"
 
 
@@ -371,7 +377,9 @@ def _masked_run(run: RunRecord) -> RunRecord:
     return replace(run, config=data["config"], summary=data["summary"], startup=data["startup"])
 
 
-def _markdown_section(run: RunRecord, lang: str, charts: Mapping[str, Path]) -> str:
+def _markdown_section(
+    run: RunRecord, lang: str, charts: Mapping[str, Path], local_model: str | None = None
+) -> str:
     def tr(message: str, **params: object) -> str:
         return translate(message, lang, **params)
 
@@ -381,7 +389,9 @@ def _markdown_section(run: RunRecord, lang: str, charts: Mapping[str, Path]) -> 
     summary = _summary_rows(run, lang, tr)
     if summary:
         parts += [_heading(tr(N_("Summary"))), _table([tr(N_("Figure")), tr(N_("Value"))], summary)]
-    parts += [_heading(tr(N_("Command"))), commands_markdown(run, lang)]
+    per_row = _row_commands(run, lang)
+    if recorded_command(run) is not None or not per_row:
+        parts += [_heading(tr(N_("Command"))), commands_markdown(run, lang, local_model)]
     config = {name: value for name, value in flag_values(run.config).items() if _shown_setting(name, value)}
     if config:
         rows = [
@@ -391,7 +401,6 @@ def _markdown_section(run: RunRecord, lang: str, charts: Mapping[str, Path]) -> 
     if run.startup:
         parts += [_heading(tr(N_("Server start"))), *_startup_tables(run.startup, lang, tr)]
     parts += [_heading(tr(N_("Measured rows"))), _rows_table(run, lang, tr)]
-    per_row = _row_commands(run, lang)
     if per_row:
         parts += [_heading(tr(N_("Commands for each row"))), per_row]
     if charts:
@@ -432,6 +441,7 @@ FIGURE_LABELS: dict[str, str] = {
     "values": N_("Values"),
     "preset": N_("Preset"),
 }
+_NOT_ROW_COLUMNS = frozenset({"#", "flag", "values", "vllm_version", "started_at", "port", "preset"})
 PLAIN_INTEGER_KEYS = frozenset({"port", "pid", "seq", "#", "id", "seed", "generation", "history_run_id"})
 _BYTES_SHOWN_IN_GIB = frozenset({"process_rss_bytes"})
 
@@ -449,12 +459,18 @@ def _summary_rows(run: RunRecord, lang: str, tr: Callable[..., str]) -> list[lis
         rows.append([tr(N_("Verdict")), _cell(verdict)])
     for key, value in flatten(summary).items():
         if key in FIGURE_LABELS and not _is_long(value) and value not in (None, "", [], {}):
-            rows.append([tr(FIGURE_LABELS[key]), _value(value, lang, tr, key)])
+            shown = f"`{_option_name(value)}`" if key == "flag" and isinstance(value, str) else None
+            rows.append([tr(FIGURE_LABELS[key]), shown or _value(value, lang, tr, key)])
     return rows
 
 
 def _shown_setting(name: str, value: Any) -> bool:
-    return value is not None and value != "" and isinstance(value, str | int | float | bool)
+    return (
+        name not in SECRET_FLAGS
+        and value is not None
+        and value != ""
+        and isinstance(value, str | int | float | bool)
+    )
 
 
 def _option_name(name: str) -> str:
@@ -579,7 +595,7 @@ def _records_table(records: list[dict[str, Any]], lang: str, tr: Callable[..., s
     """The figures people compare (labelled columns present in some row); everything else is in the
     JSON and CSV exports. A column "Problem" shows a row's error in this language."""
     present = _union_keys(records)
-    keys = ["#", *(key for key in FIGURE_LABELS if key in present and key not in ("#",))]
+    keys = ["#", *(key for key in FIGURE_LABELS if key in present and key not in _NOT_ROW_COLUMNS)]
     header = [tr(FIGURE_LABELS[key]) if key in FIGURE_LABELS else key for key in keys]
     cells = [[_value(record.get(key), lang, tr, key) for key in keys] for record in records]
     errors = [_row_error(record, lang) for record in records]

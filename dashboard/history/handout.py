@@ -83,12 +83,7 @@ def noise_line(data: Mapping[str, Any], lang: str) -> str:
         if f.get("measured")
     ]
     if not parts:
-        return tr(
-            N_(
-                "The same settings could not be measured twice, so every difference under 30% counts "
-                "as noise."
-            )
-        )
+        return tr(N_("The same settings could not be measured twice, so the noise is taken to be ±30%."))
     return tr(
         N_("The same settings, started twice here, differed by up to: {parts}."), parts="; ".join(parts)
     )
@@ -148,7 +143,7 @@ def table_markdown(data: Mapping[str, Any], lang: str | None = "vi") -> str:
     tr = _tr(lang)
     header, cells = rows_for(data, lang)
     lines = [
-        f"# {tr(N_('How does each setting affect response time?'))}",
+        "# " + tr(N_("How does each setting affect response time?")),
         "",
         machine_line(data, lang),
         "",
@@ -157,8 +152,8 @@ def table_markdown(data: Mapping[str, Any], lang: str | None = "vi") -> str:
         tr(
             N_(
                 "Ratio = the figure at the second value divided by the figure at the first (below 1 is "
-                "faster), with its 95% interval. A row says faster or slower only when the whole interval "
-                "lies outside the noise."
+                "faster), with its confidence interval (95%). A row says faster or slower only when the "
+                "whole interval lies outside the noise."
             )
         ),
         "",
@@ -189,10 +184,9 @@ def table_image(data: Mapping[str, Any], lang: str | None = "vi", fmt: str = "pn
         )
     )
     subtitle = "<br>".join(_wrap(line, 190) for line in (machine_line(data, lang), noise_line(data, lang)))
+    title = tr(N_("How does each setting affect response time?"))
     figure.update_layout(
-        title={
-            "text": f"<b>{tr(N_('How does each setting affect response time?'))}</b><br><sup>{subtitle}</sup>"
-        },
+        title={"text": f"<b>{title}</b><br><sup>{subtitle}</sup>"},
         margin={"l": 20, "r": 20, "t": 110, "b": 20},
         width=1500,
         height=180 + 95 * max(1, len(cells)),

@@ -60,8 +60,8 @@ NOT_SPEED_TEXTS = {
     ),
     "host": N_(
         "Not a speed setting. --host chooses who can reach the factory's door: 127.0.0.1 only this machine, "
-        "0.0.0.0 the whole network. Opening it risks strangers placing orders, so the table never opens it; "
-        "it is measured only on this machine's own loopback."
+        "0.0.0.0 the whole network. Opening it risks strangers placing orders, so the table never opens it "
+        "and the factory stays on this machine's own loopback."
     ),
 }
 GENERIC_NOT_SPEED = N_("Not a speed setting: the table does not measure it for speed.")
@@ -501,12 +501,12 @@ def decide(row: TableRow) -> None:
         )
     elif comparison.has_interval:
         row.message = N_(
-            "No clear change (±{noise}% here): the {figure} with {flag} {second} was {ratio}x that with "
-            "{first} (interval {low} to {high}x, {n} orders each)."
+            "No clear change (noise here ±{noise}%): the {figure} with {flag} {second} was {ratio}x that "
+            "with {first} (interval {low} to {high}x, {n} orders each)."
         )
     else:
         row.message = N_(
-            "No clear change (±{noise}% here): {n} order per value cannot tell an effect from chance."
+            "No clear change (noise here ±{noise}%): {n} order per value cannot tell an effect from chance."
         )
     row.params = params
 

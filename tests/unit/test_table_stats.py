@@ -178,7 +178,7 @@ def test_lanes_need_more_orders_at_once_than_the_smaller_value_and_one_order_pro
         NOISE_30,
     )
     assert row.effect == stats.UNCLEAR
-    assert row.verdict("en").startswith("No clear change (±")
+    assert row.verdict("en").startswith("No clear change (noise here ±")
 
 
 def test_forklift_prompts_are_longer_than_the_smaller_value():
