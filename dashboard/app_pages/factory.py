@@ -14,7 +14,7 @@ from dashboard.engine.config import ServerConfig
 from dashboard.engine.problems import Problem
 from dashboard.engine.report import mask_secrets
 from dashboard.measure.predict import GIB, MemoryPrediction, predict
-from dashboard.ui import charts, checks, state, widgets
+from dashboard.ui import apply_compare, charts, checks, compare_view, state, widgets
 from dashboard.ui import i18n as ui_i18n
 
 MODEL_KEY = "factory.model"
@@ -30,7 +30,7 @@ LIVE_STATUSES = ("starting", "ready", "stopping")
 def _apply(manager: Any, config: ServerConfig) -> None:
     """Ask for a restart in the background; a polite note when one is already under way."""
     _ = ui_i18n.translator()
-    if manager.apply(config):
+    if apply_compare.apply(manager, config):
         st.session_state[NOTICE_KEY] = ("info", _("The factory is being rebuilt with your settings."))
     else:
         st.session_state[NOTICE_KEY] = (
@@ -541,6 +541,7 @@ def page() -> None:
     elif snap.problem is not None:
         st.warning(_("Your last Apply was refused before anything started:"), icon=":material/block:")
         problem_box(snap.problem, manager, failed_start=False)
+    compare_view.latest_card()
 
     control_room = st.container(border=True, key="control_room")
     values = flag_groups(pending, baseline, running, backend)

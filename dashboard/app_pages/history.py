@@ -12,9 +12,9 @@ from dashboard.engine import flags
 from dashboard.history import export
 from dashboard.history.records import RunRecord, flatten
 from dashboard.i18n import translator as core_translator
+from dashboard.ui import compare_view, measure_charts, state
 from dashboard.ui import history_view as view
 from dashboard.ui import i18n as ui_i18n
-from dashboard.ui import measure_charts, state
 
 KIND_FILTER_KEY = "history.kinds"
 PICK_A_KEY, PICK_B_KEY, PICK_ONE_KEY = "history.a", "history.b", "history.one"
@@ -96,69 +96,33 @@ def list_section(runs: list[RunRecord]) -> list[RunRecord]:
 # ------------------------------------------------------------------------------------------ before / after
 
 
-def startup_metric(
-    column: Any, label: str, run: RunRecord, key: str, digits: int, other: RunRecord | None
-) -> None:
-    value = (run.summary or {}).get(key)
-    delta = None
-    if other is not None and isinstance(value, int | float):
-        before = (other.summary or {}).get(key)
-        if isinstance(before, int | float) and before != value:
-            delta = _number(value - before, digits)
-            if value - before > 0:
-                delta = "+" + delta
-    colour = "inverse" if view.direction(key) < 0 else "normal"
-    column.metric(label, _number(value, digits) if isinstance(value, int | float) else "–", delta, colour)
-
-
-def measurement_line(run: RunRecord | None) -> str:
+def apply_card(run: RunRecord, entry: Any) -> None:
     _ = ui_i18n.translator()
-    if run is None:
-        return _("No request was measured with these settings yet (try the playground).")
-    return _("Measured ({kind}): {figures}").format(
-        kind=kind_name(run.kind), figures=view.key_figures_text(run, _number, _)
-    )
-
-
-def draw_pair(pair: view.ApplyPair) -> None:
-    _ = ui_i18n.translator()
-    if pair.changes:
-        lines = [
-            f"- `{flag_name(name)}`: {view.value_label(a, _)} → **{view.value_label(b, _)}**"
-            for name, a, b in pair.changes
-        ]
-        st.markdown("\n".join(lines))
-    else:
-        st.caption(_("The same settings were started twice."))
-    before, after = st.columns(2, gap="large")
-    for column, run, other, title, measured in (
-        (before, pair.before, None, _("Before"), pair.measured_before),
-        (after, pair.after, pair.before, _("After"), pair.measured_after),
-    ):
-        with column, st.container(border=True):
-            st.markdown(f"**{title}** · {run_title(run)}")
-            if run.status != "done":
-                st.caption(_("This start failed: {status}").format(status=status_name(run.status)))
-            cells = st.columns(3)
-            startup_metric(cells[0], _("Ready after (s)"), run, "ready_s", 1, other)
-            startup_metric(cells[1], _("Warehouse tokens"), run, "kv_cache_tokens", 0, other)
-            startup_metric(cells[2], _("Full belts at once"), run, "max_concurrency", 2, other)
-            st.caption(measurement_line(measured))
+    st.markdown(f"**{run_title(run)}**")
+    stage = "done" if run.status == "done" else "failed"
+    compare_view.comparison_card(entry, stage, key=f"history.apply.{run.id}")
+    ready = (run.summary or {}).get("ready_s")
+    if isinstance(ready, int | float):
+        st.caption(_("The new settings were ready after {seconds}.").format(seconds=ui_i18n.seconds(ready)))
 
 
 def apply_section(runs: list[RunRecord]) -> None:
     _ = ui_i18n.translator()
     st.subheader(":material/compare_arrows: " + _("Before and after each Apply"))
-    pairs = view.apply_pairs(runs)
-    if not pairs:
-        st.caption(_("After two starts of the factory, the last one appears here beside the one before it."))
+    found = view.apply_comparisons(runs)
+    if not found:
+        st.caption(
+            _(
+                "After an Apply on the factory floor, the same short order measured on the old and on the "
+                "new server appears here."
+            )
+        )
         return
-    draw_pair(pairs[0])
-    if len(pairs) > 1:
+    apply_card(*found[0])
+    if len(found) > 1:
         with st.expander(_("Earlier Apply"), icon=":material/history:"):
-            for pair in pairs[1:]:
-                st.markdown(f"**{run_title(pair.before)} → {run_title(pair.after)}**")
-                draw_pair(pair)
+            for run, entry in found[1:]:
+                apply_card(run, entry)
                 st.divider()
 
 
@@ -170,7 +134,7 @@ def delta_table(rows: list[view.DeltaRow]) -> Any:
     words = {"better": _("better"), "worse": _("worse"), "same": _("about the same"), "": ""}
     frame = pd.DataFrame(
         {
-            _("Number"): [row.metric for row in rows],
+            _("Number"): [view.field_label(row.metric, _) or row.metric for row in rows],
             "A": [_number(row.a, 2) for row in rows],
             "B": [_number(row.b, 2) for row in rows],
             _("Change"): ["–" if row.percent is None else f"{_number(row.percent, 1)} %" for row in rows],

@@ -15,7 +15,7 @@ from dashboard.engine import presets
 from dashboard.engine.presets import Preset, RequestSpec
 from dashboard.engine.report import mask_config
 from dashboard.measure.client import RequestTiming, chat_once
-from dashboard.ui import charts, state, widgets
+from dashboard.ui import apply_compare, charts, state, widgets
 from dashboard.ui import i18n as ui_i18n
 
 PRESET_KEY = "playground.preset"
@@ -147,6 +147,7 @@ def send_once(snap: Any, request: RequestSpec, json_mode: bool, box: Any) -> Req
             box.markdown(_answer_markdown("".join(parts) + " ▌", json_mode))
 
     payload = request.payload(snap.served_name, stream=True, json_mode=json_mode)
+    apply_compare.remember_order(payload)
     timing = chat_once(snap.base_url, payload, api_key=manager.api_key, on_text=on_text, timeout=120)
     box.markdown(_answer_markdown(timing.text, json_mode))
     return timing

@@ -11,7 +11,7 @@ import logging
 import shlex
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from dashboard.engine.config import ServerConfig
 from dashboard.history import export
 from dashboard.history.records import RunRecord, flag_values, flatten, is_number
 from dashboard.i18n import N_, translate
+from dashboard.measure.compare import BeforeAfter
 from dashboard.ui import measure_charts
 from dashboard.ui.measure_jobs import chart_row
 
@@ -123,6 +124,52 @@ def verdict_of(run: RunRecord, lang: str) -> str:
     return str(summary.get(f"verdict_{lang}") or "")
 
 
+# ------------------------------------------------------------------------------------------ field labels
+
+FIELD_LABELS: dict[str, str] = {
+    "ready_s": N_("Ready after (s)"),
+    "kv_cache_tokens": N_("Warehouse tokens"),
+    "max_concurrency": N_("Full belts at once"),
+    "kv_cache_gib": N_("Warehouse (GiB)"),
+    "weights_gib": N_("Model bricks (GiB)"),
+    "ttft_ms": N_("First token (ms)"),
+    "e2e_ms": N_("Whole answer (ms)"),
+    "mean_itl_ms": N_("Time per next token (ms)"),
+    "tpot_ms": N_("Time per next token (ms)"),
+    "itl_ms": N_("Time per next token (ms)"),
+    "requests_per_s": N_("Answers per second"),
+    "output_tokens_per_s": N_("Answer tokens per second"),
+    "duration_s": N_("Duration (s)"),
+    "errors": N_("Failed requests"),
+    "sent": N_("Requests sent"),
+    "requests_ok": N_("Answered requests"),
+    "measured": N_("Values measured"),
+}
+STAT_LABELS: dict[str, str] = {
+    "p50": N_("middle"),
+    "median": N_("middle"),
+    "mean": N_("mean"),
+    "p90": N_("slowest 10%"),
+    "p95": N_("slowest 5%"),
+    "p99": N_("slowest 1%"),
+    "min": N_("lowest"),
+    "max": N_("highest"),
+}
+
+
+def field_label(key: str, _: Translate = _identity) -> str | None:
+    """A stored figure's name in words ('e2e_ms.p50' -> 'Whole answer (ms) · middle'); None when the
+    figure has no label (such figures are not shown, so no raw key reaches a page)."""
+    if key in FIELD_LABELS:
+        return _(FIELD_LABELS[key])
+    base, dot, stat = key.rpartition(".")
+    if not dot:
+        base, _sep, stat = key.rpartition("_")
+    if base in FIELD_LABELS and stat in STAT_LABELS:
+        return f"{_(FIELD_LABELS[base])} · {_(STAT_LABELS[stat])}"
+    return None
+
+
 # ------------------------------------------------------------------------------------------ better, worse
 
 LOWER_IS_BETTER = ("_ms", "ready_s", "duration_s", "errors", "failed", "_bytes", "_gib", "seconds")
@@ -139,11 +186,22 @@ def direction(metric: str) -> int:
     return 0
 
 
-def judgement(metric: str, a: float, b: float, tolerance: float = 0.02) -> str:
-    """'better', 'worse' or 'same' for going from a to b; '' when the metric has no good direction."""
+# How much two runs of the same settings differ on this machine, by figure: starts vary by ~15% (41.5 s
+# and 45.3 s for the same config), single timings by ~10%; counts computed by vLLM do not vary.
+NOISE_TOLERANCE = (("ready_s", 0.15), ("duration_s", 0.15), ("_ms", 0.10), ("per_s", 0.10))
+
+
+def tolerance_for(metric: str) -> float:
+    return next((share for part, share in NOISE_TOLERANCE if part in metric), 0.02)
+
+
+def judgement(metric: str, a: float, b: float, tolerance: float | None = None) -> str:
+    """'better', 'worse' or 'same' for going from a to b; '' when the metric has no good direction.
+    A gap inside what noise alone does on this machine is 'same', never painted as worse."""
     sense = direction(metric)
     if sense == 0:
         return ""
+    tolerance = tolerance_for(metric) if tolerance is None else tolerance
     scale = max(abs(a), abs(b), 1e-12)
     if abs(b - a) / scale <= tolerance:
         return "same"
@@ -165,7 +223,8 @@ def delta_rows(run_a: RunRecord, run_b: RunRecord) -> list[DeltaRow]:
     a, b = flatten(run_a.summary or {}), flatten(run_b.summary or {})
     rows = []
     for name in a:
-        if name in b and is_number(a[name]) and is_number(b[name]) and not name.endswith("_at"):
+        labelled = field_label(name) is not None
+        if labelled and name in b and is_number(a[name]) and is_number(b[name]) and not name.endswith("_at"):
             va, vb = float(a[name]), float(b[name])
             percent = (vb - va) / va * 100 if va else None
             rows.append(DeltaRow(name, va, vb, vb - va, percent, judgement(name, va, vb)))
@@ -179,60 +238,20 @@ def flag_changes(config_a: Mapping[str, Any], config_b: Mapping[str, Any]) -> li
     return [(name, a.get(name), b.get(name)) for name in names if a.get(name) != b.get(name)]
 
 
-# ---------------------------------------------------------------------------------------------- apply pairs
+# ---------------------------------------------------------------------------------------------- apply cards
 
 
-@dataclass(frozen=True)
-class ApplyPair:
-    """One Apply: the start before it and the start it made, and any measurement taken under each."""
-
-    before: RunRecord
-    after: RunRecord
-    changes: list[tuple[str, Any, Any]]
-    measured_before: RunRecord | None = None
-    measured_after: RunRecord | None = None
-
-
-def apply_pairs(runs: Sequence[RunRecord], limit: int = 5) -> list[ApplyPair]:
-    """Each finished start of kind apply/startup next to the start before it, newest first. A measurement
-    (playground, load, probe) taken between a start and the next one is taken under that start's config."""
-    ordered = sorted(runs, key=lambda r: r.id)
-    starts = [r for r in ordered if r.kind in STARTS and r.status in ("done", "failed")]
-    pairs = []
-    for index in range(len(starts) - 1, 0, -1):
-        after, before = starts[index], starts[index - 1]
-        if "before" in after.config and isinstance(after.config["before"], Mapping):
-            before = _with_config(before, after.config["before"])
-        following = starts[index + 1].id if index + 1 < len(starts) else None
-        pairs.append(
-            ApplyPair(
-                before=before,
-                after=after,
-                changes=flag_changes(before.config, after.config),
-                measured_before=_measurement_between(ordered, before.id, after.id),
-                measured_after=_measurement_between(ordered, after.id, following),
-            )
-        )
-        if len(pairs) >= limit:
+def apply_comparisons(runs: Sequence[RunRecord], limit: int = 5) -> list[tuple[RunRecord, BeforeAfter]]:
+    """The user's Apply runs that carry a before/after comparison, newest first. A sweep's restarts are
+    "startup" runs and never appear here; older Apply runs without a comparison are left out."""
+    found = []
+    for run in sorted(runs, key=lambda r: r.id, reverse=True):
+        data = (run.summary or {}).get("comparison")
+        if run.kind == "apply" and isinstance(data, Mapping):
+            found.append((run, BeforeAfter.from_dict(data)))
+        if len(found) >= limit:
             break
-    return pairs
-
-
-def _with_config(run: RunRecord, config: Mapping[str, Any]) -> RunRecord:
-    return replace(run, config=dict(config))
-
-
-def _measurement_between(runs: Sequence[RunRecord], after_id: int, before_id: int | None) -> RunRecord | None:
-    found = [
-        r
-        for r in runs
-        if r.kind in MEASUREMENTS
-        and r.id > after_id
-        and (before_id is None or r.id < before_id)
-        and r.status == "done"
-        and key_figures(r)
-    ]
-    return found[-1] if found else None
+    return found
 
 
 # ---------------------------------------------------------------------------------------------- command
@@ -293,7 +312,7 @@ def comparison_figure(rows: Sequence[DeltaRow], _: Translate = _identity) -> go.
     figure = go.Figure(
         go.Bar(
             x=[r.percent for r in shown],
-            y=[r.metric for r in shown],
+            y=[field_label(r.metric, _) or r.metric for r in shown],
             orientation="h",
             marker_color=[colours.get(r.judgement, measure_charts.LEGO_GREY) for r in shown],
             hovertemplate="%{y}: %{x:+.1f} %<extra></extra>",

@@ -116,7 +116,8 @@ def record_finished_start(snapshot: Any) -> None:
     if store is None:
         return
     try:
-        run_id = store.create_run("apply", report.config, label=report.served_name, backend=report.backend)
+        # Every start (a sweep's too) is a "startup"; the user's Apply is recorded with its before/after.
+        run_id = store.create_run("startup", report.config, label=report.served_name, backend=report.backend)
         store.set_startup(run_id, report.to_dict())
         summary = {
             "ready_s": report.ready_s,

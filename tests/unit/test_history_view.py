@@ -51,30 +51,44 @@ def test_key_figures_pick_the_numbers_that_describe_each_kind() -> None:
     assert text == "first token 96.4 ms · answer 1540 ms"
 
 
-def test_each_apply_is_paired_with_the_start_before_it_and_the_requests_measured_under_each() -> None:
+def comparison(before_ms: list[float], after_ms: list[float]) -> dict:
+    from dashboard.measure.compare import BeforeAfter, Probe, Side
+
+    key = Probe().key
+    pair = BeforeAfter(Probe(), Side(key, tuple(before_ms)), Side(key, tuple(after_ms)), BASE, LANES_16)
+    return pair.to_dict()
+
+
+def test_only_the_users_apply_runs_with_a_comparison_become_cards_and_sweep_restarts_never_do() -> None:
     runs = [
-        run(1, "apply", BASE, {"ready_s": 35.0}),
-        run(2, "playground", BASE, {"ttft_ms": 100.0, "e2e_ms": 1500.0}),
-        run(3, "apply", LANES_16, {"ready_s": 33.0}),
-        run(4, "playground", LANES_16, {"ttft_ms": 90.0, "e2e_ms": 1400.0}),
-        run(5, "playground", LANES_16, {"ttft_ms": 95.0}, status="failed"),
+        run(1, "startup", BASE, {"ready_s": 41.5}),  # a sweep's restart
+        run(2, "apply", LANES_16, {"ready_s": 35.0}),  # an Apply recorded before comparisons existed
+        run(3, "apply", LANES_16, {"ready_s": 45.3, "comparison": comparison([300, 310], [305, 300])}),
+        run(4, "startup", LANES_16, {"ready_s": 44.0}),
     ]
-    [pair] = view.apply_pairs(runs)
-    assert (pair.before.id, pair.after.id) == (1, 3)
-    assert pair.changes == [("max_num_seqs", 128, 16)]
-    assert pair.measured_before.id == 2 and pair.measured_after.id == 4
+    [(card_run, entry)] = view.apply_comparisons(runs)
+    assert card_run.id == 3
+    assert entry.verdict == "unclear"
 
 
-def test_newest_apply_comes_first_and_running_starts_are_not_paired() -> None:
-    runs = [run(1, "startup"), run(2, "apply", LANES_16), run(3, "apply"), run(4, "apply", status="running")]
-    pairs = view.apply_pairs(runs)
-    assert [(p.before.id, p.after.id) for p in pairs] == [(2, 3), (1, 2)]
+def test_newest_apply_card_comes_first() -> None:
+    runs = [run(i, "apply", LANES_16, {"comparison": comparison([300, 301], [302, 303])}) for i in (1, 2, 3)]
+    assert [r.id for r, _entry in view.apply_comparisons(runs)] == [3, 2, 1]
 
 
-def test_a_recorded_before_config_wins_over_the_previous_start() -> None:
-    after = run(2, "apply", {**LANES_16, "before": {"model": "embedded", "values": {"max_num_seqs": 4}}})
-    [pair] = view.apply_pairs([run(1, "apply"), after])
-    assert ("max_num_seqs", 4, 16) in pair.changes
+def test_a_start_time_gap_inside_the_machines_noise_is_not_painted_worse() -> None:
+    assert view.judgement("ready_s", 41.5, 45.3) == "same"
+    assert view.judgement("ready_s", 41.5, 70.0) == "worse"
+
+
+def test_every_figure_shown_has_a_label_and_unlabelled_ones_are_left_out() -> None:
+    assert view.field_label("e2e_ms.p50") == "Whole answer (ms) · middle"
+    assert view.field_label("ttft_ms_median") == "First token (ms) · middle"
+    assert view.field_label("kv_cache_tokens") == "Warehouse tokens"
+    assert view.field_label("comparison.probe.max_tokens") is None
+    a = run(1, "apply", summary={"ready_s": 40.0, "comparison": {"percent_change": 3.0}})
+    b = run(2, "apply", summary={"ready_s": 41.0, "comparison": {"percent_change": 5.0}})
+    assert [row.metric for row in view.delta_rows(a, b)] == ["ready_s"]
 
 
 @pytest.mark.parametrize(
@@ -85,6 +99,7 @@ def test_a_recorded_before_config_wins_over_the_previous_start() -> None:
         ("requests_per_s", 1.0, 2.0, "better"),
         ("kv_cache_tokens", 46592, 23296, "worse"),
         ("ready_s", 35.0, 35.3, "same"),
+        ("ready_s", 41.5, 45.3, "same"),
         ("concurrency", 1, 4, ""),
     ],
 )
@@ -94,7 +109,7 @@ def test_a_change_is_judged_by_which_way_is_good_for_that_number(metric, a, b, e
 
 def test_delta_rows_compare_the_numbers_both_runs_share() -> None:
     a = run(1, "playground", summary={"ttft_ms": 100.0, "e2e_ms": 1500.0, "text": "hi"})
-    b = run(2, "playground", summary={"ttft_ms": 80.0, "e2e_ms": 1650.0})
+    b = run(2, "playground", summary={"ttft_ms": 80.0, "e2e_ms": 1800.0})
     rows = {row.metric: row for row in view.delta_rows(a, b)}
     assert set(rows) == {"ttft_ms", "e2e_ms"}
     assert rows["ttft_ms"].percent == pytest.approx(-20.0) and rows["ttft_ms"].judgement == "better"
@@ -122,7 +137,7 @@ def test_the_report_zip_holds_both_languages_and_links_the_charts_it_carries() -
 def test_without_pictures_the_report_keeps_its_tables() -> None:
     archive = zipfile.ZipFile(io.BytesIO(view.report_zip(sweep_run(), {})))
     assert archive.namelist() == ["report.md"]
-    assert "e2e_p50_ms" in archive.read("report.md").decode()
+    assert "Whole answer (median, ms)" in archive.read("report.md").decode()
 
 
 def test_charts_export_to_png_in_both_languages_when_a_browser_is_here() -> None:

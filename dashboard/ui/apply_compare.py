@@ -1,0 +1,160 @@
+"""Apply with a before/after: the same small workload on the old server just before the switch and on the
+new one once it is ready, kept for the factory page and the history (kind "apply").
+
+The "before" side runs in the click (a few short orders, about a second or two on a small model), so it
+is measured while the old server is alone on the machine; the "after" side runs in a background thread
+that waits until the factory serves the new settings. One tracker per app: every session sees it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import streamlit as st
+
+from dashboard.engine.config import ServerConfig
+from dashboard.engine.report import mask_config
+from dashboard.measure import compare
+from dashboard.measure.compare import BeforeAfter, Probe, Side
+from dashboard.ui import i18n as ui_i18n
+from dashboard.ui import state
+
+log = logging.getLogger(__name__)
+AFTER_TIMEOUT_S = 900.0
+POLL_S = 0.5
+SETTLE_GRACE_S = 5.0  # a background start may take a moment to show as busy
+
+
+@dataclass
+class Tracker:
+    """The latest Apply's comparison as it goes: measuring_before, waiting, measuring_after, done, failed."""
+
+    stage: str = "idle"
+    entry: BeforeAfter | None = None
+    last_order: dict[str, Any] | None = None  # the last playground payload, the next probe
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@st.cache_resource(show_spinner=False)
+def tracker() -> Tracker:
+    return Tracker()
+
+
+def remember_order(payload: dict[str, Any]) -> None:
+    """The playground's last order becomes the workload of the next comparison."""
+    with tracker().lock:
+        tracker().last_order = dict(payload)
+
+
+def next_probe() -> Probe:
+    order = tracker().last_order
+    return Probe.from_payload(order) if order else Probe()
+
+
+def apply(manager: Any, config: ServerConfig) -> bool:
+    """Measure the running server, then ask for the switch; False when a restart is already under way."""
+    snap = manager.snapshot()
+    probe = next_probe()
+    before: Side | None = None
+    if snap.status == "ready" and snap.config is not None and not manager.is_busy():
+        with tracker().lock:
+            tracker().stage = "measuring_before"
+        try:
+            before = compare.measure_side(snap.base_url, snap.served_name, probe, api_key=manager.api_key)
+        except Exception:  # a comparison is a bonus: never block the Apply because of it
+            log.exception("before-side measurement failed")
+    if not manager.apply(config):
+        with tracker().lock:
+            tracker().stage = "idle"
+        return False
+    entry = BeforeAfter(
+        probe,
+        before,
+        None,
+        mask_config(snap.config) if snap.config is not None else {},
+        mask_config(config),
+    )
+    with tracker().lock:
+        tracker().entry = entry
+        tracker().stage = "waiting"
+    threading.Thread(
+        target=_measure_after, args=(manager, config, entry), name="lego-apply-after", daemon=True
+    ).start()
+    return True
+
+
+def _measure_after(manager: Any, config: ServerConfig, entry: BeforeAfter) -> None:
+    started = time.monotonic()
+    deadline = started + AFTER_TIMEOUT_S
+    snap = manager.snapshot()
+    seen_busy = False
+    while time.monotonic() < deadline:
+        time.sleep(POLL_S)
+        snap = manager.snapshot()
+        busy = manager.is_busy()
+        seen_busy = seen_busy or busy
+        serves_new = snap.config is not None and snap.config == config
+        if snap.status == "ready" and serves_new and not busy:
+            break
+        settled = not busy and (seen_busy or time.monotonic() - started > SETTLE_GRACE_S)
+        if settled and (snap.status in ("failed", "stopped") or not serves_new):
+            _finish(entry, None, "failed", snap)  # the new start failed (the old server may keep serving)
+            return
+    else:
+        _finish(entry, None, "failed", snap)
+        return
+    with tracker().lock:
+        tracker().stage = "measuring_after"
+    try:
+        after = compare.measure_side(snap.base_url, snap.served_name, entry.probe, api_key=manager.api_key)
+    except Exception:
+        log.exception("after-side measurement failed")
+        after = None
+    _finish(entry, after, "done", snap)
+
+
+def _finish(entry: BeforeAfter, after: Side | None, stage: str, snap: Any) -> None:
+    done = BeforeAfter(entry.probe, entry.before, after, entry.before_config, entry.after_config)
+    with tracker().lock:
+        tracker().entry = done
+        tracker().stage = stage
+    _record(done, snap if stage == "done" else None)
+
+
+def _record(entry: BeforeAfter, snap: Any) -> None:
+    """One history run of kind apply: the new settings, their start, and the comparison."""
+    store = state.get_store()
+    if store is None:
+        return
+    try:
+        report = getattr(snap, "report", None)
+        config = {**dict(entry.after_config), "before": dict(entry.before_config)}
+        run_id = store.create_run("apply", config, label=_label(entry), backend=state.backend())
+        if report is not None:
+            store.set_startup(run_id, report.to_dict())
+        summary = {
+            "ready_s": getattr(report, "ready_s", None),
+            "kv_cache_tokens": getattr(report, "kv_cache_tokens", None),
+            "max_concurrency": getattr(report, "max_concurrency", None),
+            "comparison": entry.to_dict(),
+        }
+        store.finish_run(run_id, summary, status="done" if entry.after is not None else "failed")
+    except Exception:
+        log.exception("could not record the comparison")
+
+
+def _label(entry: BeforeAfter) -> str:
+    return "playground" if entry.probe.source == "playground" else "probe"
+
+
+def stage_text(stage: str) -> str:
+    _ = ui_i18n.translator()
+    return {
+        "measuring_before": _("Measuring the current factory before the switch…"),
+        "waiting": _("Waiting for the new factory to be ready, to measure the same order on it…"),
+        "measuring_after": _("Measuring the same order on the new factory…"),
+    }.get(stage, "")
