@@ -12,7 +12,8 @@ if str(ROOT) not in sys.path:  # `streamlit run dashboard/app.py` puts only dash
 import streamlit as st  # noqa: E402
 
 from dashboard.ui import i18n as ui_i18n  # noqa: E402
-from dashboard.ui import layout  # noqa: E402
+from dashboard.ui import layout, startup  # noqa: E402
+from dashboard.ui import roles as ui_roles  # noqa: E402
 
 PAGES_DIR = Path("app_pages")  # relative to this file, as st.Page expects
 ASSETS_DIR = Path(__file__).resolve().parent / "ui" / "assets"
@@ -23,6 +24,8 @@ st.set_page_config(
     layout="wide",
     initial_sidebar_state="expanded",
 )
+startup.app_started()  # reap leftovers of an earlier app, once, before any page is drawn
+ui_roles.role()  # presenter or visitor, decided once per session (the presenter key leaves the URL)
 ui_i18n.setup_language()
 _ = ui_i18n.translator()
 
@@ -36,4 +39,9 @@ pages = [
 ]
 current = st.navigation(pages)
 layout.draw_sidebar()
-current.run()
+with st.sidebar:
+    ui_roles.sidebar_badge()
+try:
+    current.run()
+except Exception as exc:  # details for the presenter only (visitors get one plain line)
+    ui_roles.show_error(exc)

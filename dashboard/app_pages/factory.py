@@ -8,6 +8,7 @@ from typing import Any
 
 import streamlit as st
 
+from dashboard.classroom import doors
 from dashboard.engine import config as config_mod
 from dashboard.engine import flag_texts, flags, presets
 from dashboard.engine.config import ServerConfig
@@ -16,6 +17,7 @@ from dashboard.engine.report import mask_secrets
 from dashboard.measure.predict import GIB, MemoryPrediction, predict
 from dashboard.ui import apply_compare, charts, checks, compare_view, state, widgets
 from dashboard.ui import i18n as ui_i18n
+from dashboard.ui import roles as ui_roles
 
 MODEL_KEY = "factory.model"
 PRESET_KEY = "factory.preset"
@@ -30,6 +32,9 @@ LIVE_STATUSES = ("starting", "ready", "stopping")
 def _apply(manager: Any, config: ServerConfig) -> None:
     """Ask for a restart in the background; a polite note when one is already under way."""
     _ = ui_i18n.translator()
+    config = ui_roles.checked_apply(manager, config, _("rebuild the factory"))
+    if config is None:
+        return
     if apply_compare.apply(manager, config):
         st.session_state[NOTICE_KEY] = ("info", _("The factory is being rebuilt with your settings."))
     else:
@@ -70,7 +75,8 @@ def _reset_to_server(config: ServerConfig) -> None:
 
 
 def _stop(manager: Any) -> None:
-    manager.stop()
+    if ui_roles.require_presenter(ui_i18n.translator()("stop the factory")) and ui_roles.not_held(manager):
+        manager.stop()
 
 
 # ------------------------------------------------------------------------------------------ top row
@@ -132,9 +138,10 @@ def model_box(pending: ServerConfig) -> str:
             _("Model (the blueprint)"),
             key=MODEL_KEY,
             help=_("A Hugging Face id (for example Qwen/Qwen3-0.6B), a local folder, or embedded."),
+            disabled=not ui_roles.is_presenter(),
         )
         st.caption(_("embedded = the built-in SmolLM2-135M-Instruct, ready without network."))
-    return model.strip() or "embedded"
+    return ui_roles.allowed_model(model, pending.model)
 
 
 # ------------------------------------------------------------------------------------------ restart progress
@@ -319,10 +326,16 @@ def apply_panel(
     live = snap.status in LIVE_STATUSES
     label = _("Apply and restart") if live else _("Start the factory")
     nothing_to_do = live and not changed and snap.status == "ready"
-    blocked = checked.blocked or nothing_to_do
+    confirmed = ui_roles.confirm_dangers(pending)  # drawn even when something else blocks
+    blocked = checked.blocked or nothing_to_do or not confirmed
+    visitor = not ui_roles.is_presenter()
     with st.container(horizontal=True, gap="small"):
         if st.button(
-            label, type="primary", icon=":material/play_arrow:", disabled=blocked, key="factory.apply"
+            label,
+            type="primary",
+            icon=":material/play_arrow:",
+            disabled=blocked or visitor or ui_roles.held(manager) is not None,
+            key="factory.apply",
         ):
             _apply(manager, pending)
             st.rerun()
@@ -333,6 +346,7 @@ def apply_panel(
                 key="factory.stop",
                 on_click=_stop,
                 args=(manager,),
+                disabled=visitor,
             )
         if changed and snap.config is not None:
             st.button(
@@ -340,8 +354,10 @@ def apply_panel(
                 icon=":material/undo:",
                 key="factory.reset",
                 on_click=_reset_to_server,
-                args=(snap.config,),
+                args=(doors.hide_secrets(snap.config),),
             )
+    ui_roles.visitor_line()
+    ui_roles.held_notice(manager)
     if problems:
         st.caption(_("Fix the problems above to unlock the button."))
     elif nothing_to_do:
@@ -514,9 +530,10 @@ def page() -> None:
     snap = manager.snapshot()
     state.record_finished_start(snap)
     backend = state.backend()
-    pending = widgets.pending_config(lambda: snap.config or state.starting_config())
-    baseline = snap.config or state.starting_config()
-    running = snap.config if snap.status in LIVE_STATUSES else None
+    shown_config = doors.hide_secrets(snap.config)  # the key itself never reaches a browser
+    pending = widgets.pending_config(lambda: shown_config or state.starting_config())
+    baseline = shown_config or state.starting_config()
+    running = shown_config if snap.status in LIVE_STATUSES else None
 
     st.title(_("Factory floor"))
     st.markdown(
@@ -526,6 +543,8 @@ def page() -> None:
         )
     )
     notice()
+    ui_roles.refused_notice()
+    ui_roles.open_door_notice(snap)
     top = st.columns([1, 1.3, 1.3])
     with top[0]:
         status_card(snap)

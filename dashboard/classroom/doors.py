@@ -114,3 +114,35 @@ def served_paths(base_url: str, timeout: float = 3.0) -> list[str]:
             return sorted(answer.json().get("paths", {}))
     except (httpx.HTTPError, ValueError):
         return []
+
+
+# ------------------------------------------------------------------------------------------ secrets
+
+HIDDEN = "***"  # what a session's key box holds for a key it did not type itself
+
+
+def hide_secrets(config: ServerConfig | None) -> ServerConfig | None:
+    """The config as a browser session may hold it: a secret the server has is shown as HIDDEN, so
+    the key never reaches another session's widget."""
+    if config is None:
+        return None
+    values = {
+        name: (HIDDEN if name in SECRET_FLAGS and value else value) for name, value in config.values.items()
+    }
+    return ServerConfig(model=config.model, values=values)
+
+
+def reveal_secrets(config: ServerConfig, running: ServerConfig | None) -> ServerConfig:
+    """The config to start: a HIDDEN secret means "keep the running server's", on the server side."""
+    values = dict(config.values)
+    for name in SECRET_FLAGS:
+        if values.get(name) == HIDDEN:
+            kept = running.get(name) if running is not None else None
+            if kept:
+                values[name] = kept
+            else:
+                values.pop(name, None)
+    return ServerConfig(model=config.model, values=values)
+
+
+SECRET_FLAGS = ("api_key",)

@@ -100,6 +100,8 @@ def test_open_door_without_a_key_locks_apply(manager: StandInManager) -> None:
     assert "The door is open to the whole network" in texts(at)
     assert at.button(key="factory.apply").disabled
     at.text_input(key=widgets.widget_key("api_key")).input("classroom-secret").run()
+    assert at.button(key="factory.apply").disabled  # the open door still needs an explicit yes
+    at.checkbox(key="classroom.confirm.open_host").check().run()
     assert not at.button(key="factory.apply").disabled
 
 

@@ -136,3 +136,12 @@ def test_a_sweep_that_would_open_the_door_is_refused_before_it_starts():
     )
     reason = jobs.SweepJob().start(request, manager=object())
     assert reason is not None and "--trust-remote-code" in reason
+
+
+def test_a_sessions_key_box_gets_a_placeholder_and_apply_keeps_the_real_key():
+    running = default_config("cpu").with_values({"api_key": "sk-real"})
+    shown = doors.hide_secrets(running)
+    assert shown.get("api_key") == doors.HIDDEN and "sk-real" not in repr(shown)
+    assert doors.reveal_secrets(shown, running).get("api_key") == "sk-real"
+    assert doors.reveal_secrets(shown.with_values({"api_key": "new"}), running).get("api_key") == "new"
+    assert doors.reveal_secrets(shown, None).get("api_key") is None

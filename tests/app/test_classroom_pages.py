@@ -1,0 +1,126 @@
+"""The classroom on the pages (AppTest, stand-in manager): a visitor's disabled controls say why, and a
+widget message sent anyway is refused by the handler; the key never reaches a session's widget; the
+model box never tells what is on this computer; dangerous switches need an explicit yes."""
+
+from __future__ import annotations
+
+import pytest
+
+from dashboard.classroom import roles
+from dashboard.engine.config import default_config
+from dashboard.engine.problems import Problem
+from dashboard.engine.report import ServerSnapshot
+from dashboard.ui import widgets
+from tests.app.conftest import StandInManager, open_app, ready_snapshot, texts
+
+VISITOR_LINE = "You are watching as a visitor: only the presenter can change the factory."
+
+
+def forced(widget):
+    """The widget as a crafted websocket message sees it: enabled, whatever the page drew."""
+    widget.proto.disabled = False
+    return widget
+
+
+@pytest.fixture
+def visitor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shared app and a session without a browser peer or key: a visitor."""
+    monkeypatch.setenv(roles.SHARE_ENV, "1")
+
+
+def test_a_visitor_sees_the_factory_with_its_controls_locked_and_why(
+    manager: StandInManager, visitor
+) -> None:
+    manager.snap = ready_snapshot(default_config("cpu"))
+    at = open_app("en")
+    assert at.button(key="factory.apply").disabled
+    assert at.button(key="factory.stop").disabled
+    assert at.text_input(key="factory.model").disabled
+    assert VISITOR_LINE in texts(at)
+
+
+def test_a_visitor_who_sends_the_apply_message_anyway_is_refused(manager: StandInManager, visitor) -> None:
+    at = open_app("en")
+    forced(at.button(key="factory.apply")).click().run()  # what a crafted websocket message does
+    assert manager.applied == []
+
+
+def test_a_visitor_pressing_an_enabled_fix_button_is_refused_by_its_handler(
+    manager: StandInManager, visitor
+) -> None:
+    problem = Problem("port_busy", "Port {port} is busy.", "port", {"port": 8449}, suggestion=8450)
+    manager.snap = ServerSnapshot(status="failed", config=default_config("cpu"), problem=problem)
+    at = open_app("en")
+    fix = next(button for button in at.button if button.key and button.key.startswith("factory.fix."))
+    fix.click().run()
+    assert manager.applied == []
+    assert "Only the presenter can rebuild the factory" in texts(at)
+
+
+def test_a_visitor_who_sends_the_stop_message_anyway_is_refused(manager: StandInManager, visitor) -> None:
+    manager.snap = ready_snapshot(default_config("cpu"))
+    at = open_app("en")
+    forced(at.button(key="factory.stop")).click().run()
+    assert manager.stops == 0
+
+
+def test_a_visitor_cannot_change_the_model_even_by_a_widget_message(manager: StandInManager, visitor) -> None:
+    at = open_app("en")
+    forced(at.text_input(key="factory.model")).set_value("/etc").run()
+    assert at.session_state[widgets.PENDING_KEY].model == "embedded"
+
+
+def test_the_presenter_applies(manager: StandInManager) -> None:
+    at = open_app("en")
+    at.button(key="factory.apply").click().run()
+    assert len(manager.applied) == 1
+    assert VISITOR_LINE not in texts(at)
+
+
+def test_a_new_session_never_gets_the_running_servers_key(manager: StandInManager) -> None:
+    manager.snap = ready_snapshot(default_config("cpu").with_values({"api_key": "sk-class-secret"}))
+    at = open_app("en")
+    at.segmented_control(key="factory.group").set_value("doors").run()
+    assert at.text_input(key=widgets.widget_key("api_key")).value == "***"
+    assert all("sk-class-secret" not in repr(at.session_state[key]) for key in at.session_state)
+
+
+def test_apply_with_the_hidden_key_keeps_the_servers_key(manager: StandInManager) -> None:
+    manager.snap = ready_snapshot(default_config("cpu").with_values({"api_key": "sk-class-secret"}))
+    at = open_app("en")
+    at.segmented_control(key="factory.group").set_value("lanes").run()
+    at.select_slider(key=widgets.widget_key("max_num_seqs")).set_value(64).run()
+    at.button(key="factory.apply").click().run()
+    assert manager.applied and manager.applied[0].get("api_key") == "sk-class-secret"
+
+
+@pytest.mark.parametrize("path", ["/etc", "/no/such/place"])
+def test_the_model_box_never_says_whether_a_path_exists(manager: StandInManager, path: str) -> None:
+    at = open_app("en")
+    at.text_input(key="factory.model").set_value(path).run()
+    page = texts(at)
+    assert "Local model folders are turned off" in page
+    assert "does not exist" not in page and "config.json" not in page
+    assert at.session_state[widgets.PENDING_KEY].model == "embedded"
+
+
+def test_another_model_needs_an_explicit_yes(manager: StandInManager) -> None:
+    at = open_app("en")
+    at.text_input(key="factory.model").set_value("Qwen/Qwen3-0.6B").run()
+    assert at.button(key="factory.apply").disabled
+    assert "A model that is not the built-in one" in texts(at)
+    box = at.checkbox(key="classroom.confirm.outside_model")
+    assert "download this model from the internet" in box.label
+    box.check().run()
+    assert at.checkbox(key="classroom.confirm.outside_model").value
+
+
+def test_trust_remote_code_needs_an_explicit_yes(manager: StandInManager) -> None:
+    at = open_app("en")
+    at.segmented_control(key="factory.group").set_value("doors").run()
+    at.toggle(key=widgets.widget_key("trust_remote_code")).set_value(True).run()
+    assert at.button(key="factory.apply").disabled
+    assert manager.applied == []
+    at.checkbox(key="classroom.confirm.remote_code").check().run()
+    at.button(key="factory.apply").click().run()
+    assert len(manager.applied) == 1 and manager.applied[0].get("trust_remote_code") is True
