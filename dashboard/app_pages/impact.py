@@ -14,12 +14,15 @@ import streamlit as st
 
 from dashboard.engine import flag_texts, flags, presets
 from dashboard.engine.config import ServerConfig
+from dashboard.history import handout
 from dashboard.history.records import RunRecord
+from dashboard.i18n import N_
 from dashboard.measure import budget as budget_mod
 from dashboard.measure.loadgen import LoadPlan, Workload
-from dashboard.ui import checks, history_view, measure_charts, state, widgets
+from dashboard.ui import checks, history_view, measure_charts, state, table_view, widgets
 from dashboard.ui import i18n as ui_i18n
 from dashboard.ui import measure_jobs as jobs
+from dashboard.ui import roles as ui_roles
 
 MODE_KEY = "impact.mode"
 FLAG_KEY = "impact.flag"
@@ -190,6 +193,8 @@ def flag_form(backend: str) -> tuple[str, list[Any] | None]:
 
 def start_job(request: jobs.JobRequest) -> None:
     _ = ui_i18n.translator()
+    if not ui_roles.require_presenter(_("start a measurement")):
+        return
     manager = state.get_manager()
     sampler = state.get_sampler()
     jobs.bind_sampler(sampler, manager)
@@ -259,7 +264,7 @@ def run_controls(
         label,
         type="primary",
         icon=":material/play_arrow:",
-        disabled=not sweeps or busy,
+        disabled=not sweeps or busy or not ui_roles.is_presenter(),
         key=f"impact.run.{mode}",
     ):
         request = job_request(
@@ -309,6 +314,21 @@ def error_text(row: Mapping[str, Any]) -> str:
     return str(error)
 
 
+def aa_line(number: int, value: jobs.ValueState) -> str:
+    _ = ui_i18n.translator()
+    shown = _("start {n} of 2").format(n=number + 1)
+    icons = {
+        jobs.STAGE_WAITING: "schedule",
+        jobs.STAGE_STARTING: "hourglass_top",
+        jobs.STAGE_MEASURING: "speed",
+    }
+    icon = icons.get(value.stage, "check_circle" if value.stage == jobs.STAGE_DONE else "error")
+    if value.stage == jobs.STAGE_DONE:
+        ready = ui_i18n.seconds((value.row or {}).get("ready_s"))
+        return f":material/{icon}: {shown} · " + _("started in {ready}").format(ready=ready)
+    return f":material/{icon}: {shown}"
+
+
 def draw_job(snapshot: jobs.JobSnapshot) -> None:
     _ = ui_i18n.translator()
     elapsed = (snapshot.finished_at or time.time()) - (snapshot.started_at or time.time())
@@ -318,6 +338,9 @@ def draw_job(snapshot: jobs.JobSnapshot) -> None:
         elapsed=ui_i18n.seconds(elapsed),
     )
     st.progress(snapshot.progress(), text=text)
+    if snapshot.aa:
+        st.markdown("**" + _("The same settings, started twice (the noise)") + "**")
+        st.markdown("\n".join(f"- {aa_line(number, v)}" for number, v in enumerate(snapshot.aa)))
     for flag_state in snapshot.flags:
         if len(snapshot.flags) > 1:
             st.markdown(f"**{flags.get(flag_state.flag).cli}**")
@@ -342,7 +365,11 @@ def progress_section() -> None:
                 st.markdown("**:material/science: " + _("Measuring now") + "**")
                 draw_job(snapshot)
                 st.button(
-                    _("Stop after this value"), icon=":material/stop:", key="impact.stop", on_click=job.stop
+                    _("Stop after this value"),
+                    icon=":material/stop:",
+                    key="impact.stop",
+                    on_click=ui_roles.guarded(N_("stop the measurement"), job.stop),
+                    disabled=not ui_roles.is_presenter(),
                 )
             return
         if seen == "running":  # it just ended: redraw the whole page once, with the results
@@ -476,7 +503,7 @@ def budget_now(snap: Any, payload: dict[str, Any]) -> None:
         icon=":material/timer:",
         disabled=snap.status != "ready" or job_busy,
         key="impact.budget_now",
-    ):
+    ) and ui_roles.order_allowed(state.get_manager()):
         body = {**payload, "model": snap.served_name}
         with st.spinner(_("Sending one request…")):
             result, timing = budget_mod.measure_budget(
@@ -497,31 +524,11 @@ def budget_now(snap: Any, payload: dict[str, Any]) -> None:
 
 def table_frame(store: Any, backend: str) -> pd.DataFrame:
     _ = ui_i18n.translator()
+    data = table_view.latest_table(store)
     lang = ui_i18n.current_language()
-    measurable = dict(jobs.table_plan(backend))
-    heading = _("How does it affect response time?")
-    records = []
-    for name in jobs.TABLE_FLAGS:
-        flag = flags.get(name)
-        texts = flag_texts.texts_for(flag.texts)
-        run = latest_sweep(store, name) if name in measurable else None
-        if name not in measurable:
-            tried, verdict = "–", _("Only matters on an NVIDIA GPU: not measured on this machine.")
-        elif run is None or not run.rows:
-            tried, verdict = values_label(name, measurable[name]), _("Not measured yet.")
-        else:
-            rows = rows_of(run)
-            tried = values_label(name, [row.get("value") for row in rows])
-            verdict = history_view.verdict_of(run, lang) or jobs.verdicts(name, rows)[lang]
-        records.append(
-            {
-                _("Flag"): flag.cli,
-                _("Factory analogy"): ui_i18n.tr(texts.label),
-                _("Values tried"): tried,
-                heading: verdict,
-            }
-        )
-    return pd.DataFrame(records)
+    return table_view.table_frame(
+        data, backend, lang, ui_i18n.tr, _("Not measured yet."), _("Factory analogy")
+    )
 
 
 def values_label(name: str, values: list[Any]) -> str:
@@ -536,15 +543,91 @@ def table_section(store: Any, backend: str, snap: Any, forms: dict[str, Any]) ->
             "machine. Each flag gets a few values; every value is one restart of the real server."
         )
     )
-    st.table(table_frame(store, backend))
-    plan = jobs.table_plan(backend)
-    run_controls(plan, "table", snap, forms)
+    data = table_view.latest_table(store)
+    if data is not None:
+        st.caption(handout.machine_line(data, ui_i18n.current_language()))
+        st.caption(handout.noise_line(data, ui_i18n.current_language()))
+    st.dataframe(table_frame(store, backend), hide_index=True, width="stretch")
+    if data is not None:
+        table_downloads(data)
+    table_controls(backend, snap)
+
+
+def table_downloads(data: dict[str, Any]) -> None:
+    _ = ui_i18n.translator()
+    lang = ui_i18n.current_language()
+    left, right = st.columns(2)
+    left.download_button(
+        _("Handout (Markdown)"),
+        handout.table_markdown(data, lang),
+        f"lego-table-{lang}.md",
+        "text/markdown",
+        icon=":material/description:",
+        key="impact.table_md",
+    )
+    if right.button(_("Prepare a printable handout (PNG)"), icon=":material/print:", key="impact.table_png"):
+        with st.spinner(_("Drawing the handout…")):
+            st.session_state["impact.table_png_bytes"] = handout.table_image(data, lang, "png")
+    if "impact.table_png_bytes" in st.session_state:
+        right.download_button(
+            _("Handout (PNG)"),
+            st.session_state["impact.table_png_bytes"],
+            f"lego-table-{lang}.png",
+            "image/png",
+            icon=":material/image:",
+            key="impact.table_png_download",
+        )
+
+
+def table_controls(backend: str, snap: Any) -> None:
+    _ = ui_i18n.translator()
+    running = snap.status == "ready" and snap.config is not None
+    left, right = st.columns(2)
+    orders = left.number_input(
+        _("Orders per value to begin with"),
+        2,
+        40,
+        5,
+        key="impact.table_orders",
+        help=_("More orders are added by themselves until the verdict is clear or the time is up."),
+    )
+    plan = table_view.plan_for(base_config(snap), backend, int(orders), None)
+    suggested = max(1, round(plan.estimate_seconds() * 1.5 / 60))
+    minutes = right.number_input(_("Minutes at most"), 1, 240, suggested, key="impact.table_minutes")
+    plan = table_view.plan_for(base_config(snap), backend, int(orders), float(minutes))
+    st.caption(
+        _("{starts} restarts of the real server, {duration} in all.").format(
+            starts=ui_i18n.number(plan.starts), duration=duration_text(plan.estimate_seconds())
+        )
+    )
+    restore = st.checkbox(
+        _("Put the factory back as it was afterwards"),
+        value=running,
+        key="impact.table_restore" if running else "impact.table_restore.off",
+        disabled=not running,
+    )
+    busy = jobs.get_job().is_running()
+    if st.button(
+        _("Fill the whole table"),
+        type="primary",
+        icon=":material/play_arrow:",
+        disabled=busy or not ui_roles.is_presenter(),
+        key="impact.run.table",
+    ):
+        start_job(
+            table_view.job_request(plan, snap.config if (restore and running) else None, state.backend())
+        )
+        st.rerun()
+    if busy:
+        st.caption(_("A measurement is running; a new one can start when it ends."))
 
 
 # ------------------------------------------------------------------------------------------ page
 
 
 def notice() -> None:
+    ui_roles.refused_notice()
+    ui_roles.visitor_line()
     message = st.session_state.pop(NOTICE_KEY, None)
     if message is not None:
         kind, text = message
@@ -574,8 +657,11 @@ def page() -> None:
         required=True,
         format_func=lambda m: _("One flag") if m == "one" else _("The whole table"),
     )
+    if mode == "table":
+        table_section(store, backend, snap, {})
+        return
     with st.container(border=True):
-        flag, values = flag_form(backend) if mode == "one" else (None, None)
+        flag, values = flag_form(backend)
         workload, payload = workload_form()
         requests, concurrency = load_form()
         forms = {"workload": workload, "payload": payload, "requests": requests, "concurrency": concurrency}
@@ -586,14 +672,10 @@ def page() -> None:
                 else _("the factory floor's settings")
             )
         )
-        if mode == "one":
-            run_controls([(flag, values)] if values else None, "one", snap, forms)
-    if mode == "table":
-        table_section(store, backend, snap, forms)
-    else:
-        results_section(flag, store)
-        with st.expander(_("Split one request on the server as it runs now"), icon=":material/timer:"):
-            budget_now(snap, payload)
+        run_controls([(flag, values)] if values else None, "one", snap, forms)
+    results_section(flag, store)
+    with st.expander(_("Split one request on the server as it runs now"), icon=":material/timer:"):
+        budget_now(snap, payload)
 
 
 page()

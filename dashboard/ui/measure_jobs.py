@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import secrets
 import threading
 import time
@@ -27,6 +28,7 @@ from dashboard.engine.config import ServerConfig
 from dashboard.engine.report import StartupReport, mask_config
 from dashboard.i18n import N_
 from dashboard.measure import budget as budget_mod
+from dashboard.measure import table as table_mod
 from dashboard.measure.loadgen import LoadPlan, Workload
 from dashboard.measure.sweep import ManagerView, SweepRow, run_sweep, verdict, verdict_message
 
@@ -236,6 +238,8 @@ class JobSnapshot:
     restore: str = ""  # "", "restoring", "restored", "restore_failed", "left", "stopped_before"
     error: str = ""
     workload: Mapping[str, Any] = field(default_factory=dict)
+    aa: tuple[ValueState, ...] = ()  # the whole table: the same settings started twice (the noise)
+    table_run_id: int | None = None
 
     @property
     def running(self) -> bool:
@@ -243,11 +247,12 @@ class JobSnapshot:
 
     @property
     def total_values(self) -> int:
-        return sum(len(f.values) for f in self.flags)
+        return len(self.aa) + sum(len(f.values) for f in self.flags)
 
     @property
     def finished_values(self) -> int:
-        return sum(1 for f in self.flags for v in f.values if v.stage in (STAGE_DONE, STAGE_FAILED))
+        states = [*self.aa, *(v for f in self.flags for v in f.values)]
+        return sum(1 for v in states if v.stage in (STAGE_DONE, STAGE_FAILED))
 
     def progress(self) -> float:
         total = self.total_values
@@ -274,6 +279,7 @@ class JobRequest:
     backend: str = ""
     budget_payload: Mapping[str, Any] | None = None  # one request split into queue/prefill/decode/HTTP
     start_timeout: float = 600.0
+    table: table_mod.TablePlan | None = None  # the whole table, run by dashboard.measure.table
 
 
 # ---------------------------------------------------------------------------------------------- the job
@@ -336,10 +342,13 @@ class SweepJob:
                 status="running",
                 mode=request.mode,
                 flags=tuple(
-                    FlagState(flag, tuple(ValueState(v) for v in values)) for flag, values in request.sweeps
+                    FlagState(flag, tuple(ValueState(v) for v in values)) for flag, values in _steps(request)
                 ),
                 started_at=time.time(),
                 workload=request.workload.to_dict(),
+                aa=(ValueState(None), ValueState(None))
+                if request.table and request.table.measured_rows
+                else (),
             )
             self._thread = threading.Thread(
                 target=self._run, args=(request,), name="lego-sweep-job", daemon=True
@@ -361,7 +370,9 @@ class SweepJob:
     def _run(self, request: JobRequest) -> None:
         status, error = "done", ""
         try:
-            for index, (flag, values) in enumerate(request.sweeps):
+            if request.table is not None:
+                self._run_table(request, request.table)
+            for index, (flag, values) in enumerate(() if request.table is not None else request.sweeps):
                 if self._stop.is_set():
                     break
                 self._flag_index, self._value_index = index, 0
@@ -412,6 +423,89 @@ class SweepJob:
         measured = any(r.measured for r in result.rows)
         status = "interrupted" if result.stopped else ("done" if measured else "failed")
         self._finish_run(run_id, flag, values, rows, status, result.duration_s, result.plan)
+
+    # ------------------------------------------------------------ the whole table
+
+    def _run_table(self, request: JobRequest, plan: table_mod.TablePlan) -> None:
+        run_id = self._create_table_run(plan)
+        self._update(table_run_id=run_id)
+        self._step: tuple[str, int] = (table_mod.AA, 0)
+
+        def on_event(event: table_mod.TableEvent) -> None:
+            self._table_event(event, run_id)
+
+        def on_phase(phase: Any) -> None:
+            with contextlib.suppress(Exception):
+                self._set_step_state(*self._step, phase=phase.label)
+
+        result = table_mod.run_table(
+            plan, self._manager, on_event=on_event, stop=self._stop, on_phase=on_phase
+        )
+        data = result.to_dict()
+        if self._store is not None and run_id is not None:
+            summary = {key: value for key, value in data.items() if key != "rows"}
+            summary["effects"] = {row["flag"]: row["effect"] for row in data["rows"]}
+            with contextlib.suppress(Exception):
+                self._store.finish_run(
+                    run_id, _finite(summary), status="interrupted" if result.stopped else "done"
+                )
+
+    def _table_event(self, event: table_mod.TableEvent, run_id: int | None) -> None:
+        if event.stage == "row" and event.row is not None:
+            data = event.row.to_dict()
+            self._save_row(run_id, _finite(data))
+            names = [state.flag for state in self.snapshot().flags]
+            if event.step in names:
+                self._flag_index = names.index(event.step)
+                self._update_flag(
+                    verdict_vi=data["verdict"]["vi"], verdict_en=data["verdict"]["en"], finished=True
+                )
+            return
+        self._step = (event.step, event.index)
+        if event.stage == "starting":
+            label = N_("same settings") if event.step == table_mod.AA else flags.get(event.step).cli
+            self._mark(
+                "restart", f"{label} {_value_label(event.value)}" if event.value is not None else label
+            )
+            self._set_step_state(event.step, event.index, stage=STAGE_STARTING, phase="")
+        elif event.stage == "measuring":
+            self._mark("ready")
+            self._mark("load_start")
+            self._set_step_state(event.step, event.index, stage=STAGE_MEASURING, phase="")
+        elif event.stage in ("done", "failed") and event.measured is not None:
+            self._mark("load_end" if event.measured.ok else "stopped")
+            row = {"ok": event.measured.ok, "ready_s": event.measured.ready_s, "error": event.measured.error}
+            stage = STAGE_DONE if event.measured.ok else STAGE_FAILED
+            self._set_step_state(event.step, event.index, stage=stage, row=row)
+
+    def _set_step_state(self, step: str, index: int, **changes: Any) -> None:
+        with self._lock:
+            snapshot = self._snapshot
+            if step == table_mod.AA:
+                if index < len(snapshot.aa):
+                    states = list(snapshot.aa)
+                    states[index] = replace(states[index], **changes)
+                    self._snapshot = replace(snapshot, aa=tuple(states))
+                return
+            flag_states = list(snapshot.flags)
+            for number, state in enumerate(flag_states):
+                if state.flag == step and index < len(state.values):
+                    values = list(state.values)
+                    values[index] = replace(values[index], **changes)
+                    flag_states[number] = replace(state, values=tuple(values))
+                    self._snapshot = replace(snapshot, flags=tuple(flag_states))
+                    return
+
+    def _create_table_run(self, plan: table_mod.TablePlan) -> int | None:
+        if self._store is None:
+            return None
+        config = mask_config(plan.base)
+        config["table"] = plan.to_dict()
+        try:
+            return self._store.create_run("table", config, label="table", backend=plan.backend)
+        except Exception:
+            log.exception("could not create the table run")
+            return None
 
     def _finish_restore(self, request: JobRequest) -> None:
         if request.restore_config is None:
@@ -537,6 +631,23 @@ class SweepJob:
             values[self._value_index] = replace(values[self._value_index], **changes)
             states[self._flag_index] = replace(flag_state, values=tuple(values))
             self._snapshot = replace(self._snapshot, flags=tuple(states))
+
+
+def _steps(request: JobRequest) -> list[tuple[str, Sequence[Any]]]:
+    """(flag, values) shown while the job runs: the sweeps, or the measured rows of the whole table."""
+    if request.table is not None:
+        return [(row.flag, row.values) for row in request.table.measured_rows]
+    return list(request.sweeps)
+
+
+def _finite(data: Any) -> Any:
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    if isinstance(data, Mapping):
+        return {key: _finite(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [_finite(item) for item in data]
+    return data
 
 
 def _base_for(flag: str, base: ServerConfig) -> ServerConfig:

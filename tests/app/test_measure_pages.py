@@ -15,6 +15,7 @@ import streamlit as st
 from dashboard.engine import models
 from dashboard.engine.config import default_config
 from dashboard.history.store import HistoryStore
+from dashboard.measure.compare import BeforeAfter, Probe, Side
 from dashboard.measure.memory import Mark, MemorySampler
 from dashboard.ui import measure_jobs, state
 from tests.app.conftest import StandInManager, open_app, ready_snapshot, texts
@@ -189,17 +190,60 @@ def test_the_whole_table_has_the_briefs_columns_and_marks_gpu_only_flags(stand_i
     at = open_app("en", IMPACT)
     at.segmented_control(key="impact.mode").set_value("table").run()
     assert not at.exception
-    table = at.table[0].value
+    table = at.dataframe[0].value
     assert list(table.columns) == [
         "Flag",
         "Factory analogy",
-        "Values tried",
+        "Figure",
+        "Values",
+        "Ratio (interval)",
+        "Orders",
+        "Effect",
         "How does it affect response time?",
+        "Start time",
+        "Memory",
     ]
     rows = dict(zip(table["Flag"], table["How does it affect response time?"], strict=True))
     assert rows["--gpu-memory-utilization"].startswith("Only matters on an NVIDIA GPU")
     assert rows["--max-num-seqs"] == "Not measured yet."
     assert "Fill the whole table" in [b.label for b in at.button]
+    assert rows["--trust-remote-code"].startswith("Not a speed setting")
+    assert rows["--host"].startswith("Not a speed setting")
+
+
+def test_the_filled_table_shows_ratio_interval_orders_and_verdict(stand_in, cpu_sampler, job, home) -> None:
+    history = store(home)
+    run_id = history.create_run("table", {"model": "embedded", "values": {}}, label="table", backend="cpu")
+    history.add_row(
+        run_id,
+        {
+            "flag": "enable_prefix_caching",
+            "cli": "--enable-prefix-caching",
+            "metric": "ttft_ms",
+            "values": [False, True],
+            "effect": "faster",
+            "ratio": 0.25,
+            "interval": [0.2, 0.3],
+            "n": 6,
+            "verdict": {"en": "Faster: the first token.", "vi": "Nhanh hơn."},
+            "start_time_s": [30.0, 32.0],
+            "memory_gib": [3.0, 3.1],
+        },
+    )
+    history.finish_run(
+        run_id, {"vllm_version": "0.32.0", "started_at": 1796188772.6, "machine": {"cpu_cores": 2}}
+    )
+    at = open_app("en", IMPACT)
+    at.segmented_control(key="impact.mode").set_value("table").run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    row = table[table["Flag"] == "--enable-prefix-caching"].iloc[0]
+    assert row["Ratio (interval)"] == "0.25 (0.20–0.30)" and row["Orders"] == "6"
+    assert (
+        row["Effect"] == "faster" and row["How does it affect response time?"] == "Faster: the first token."
+    )
+    assert row["Start time"] == "30 → 32 s"
+    assert "Handout (Markdown)" in [b.label for b in at.get("download_button")]
 
 
 def test_impact_page_speaks_the_chosen_language(stand_in, cpu_sampler, job) -> None:
@@ -218,8 +262,20 @@ def seed_history(home: Path) -> None:
     base = default_config("cpu")
     first = history.create_run("apply", base.to_dict(), label="first")
     history.finish_run(first, {"ready_s": 36.0, "kv_cache_tokens": 46592, "max_concurrency": 22.75})
-    second = history.create_run("apply", base.with_values({"max_num_seqs": 16}).to_dict(), label="second")
-    history.finish_run(second, {"ready_s": 33.5, "kv_cache_tokens": 46592, "max_concurrency": 22.75})
+    lanes = base.with_values({"max_num_seqs": 16})
+    second = history.create_run("apply", {**lanes.to_dict(), "before": base.to_dict()}, label="second")
+    key = Probe().key
+    pair = BeforeAfter(
+        Probe(),
+        Side(key, (300.0, 310.0, 305.0)),
+        Side(key, (306.0, 301.0, 309.0)),
+        base.to_dict(),
+        lanes.to_dict(),
+    )
+    history.finish_run(
+        second,
+        {"ready_s": 33.5, "kv_cache_tokens": 46592, "max_concurrency": 22.75, "comparison": pair.to_dict()},
+    )
     load = history.create_run("load", base.to_dict(), label="bench")
     history.add_row(load, {"concurrency": 1, "ttft_p50_ms": 95.0, "e2e_p50_ms": 650.0})
     history.finish_run(load, {"levels": [{"concurrency": 1, "ttft_p50_ms": 95.0, "e2e_p50_ms": 650.0}]})
@@ -239,8 +295,9 @@ def test_history_lists_runs_and_shows_the_last_apply_before_and_after(stand_in, 
     assert list(table["Kind"])[:3] == ["load test", "apply settings", "apply settings"]
     page = texts(at)
     assert "`--max-num-seqs`: 128 → **16**" in page
-    ready = [m for m in at.metric if m.label == "Ready after (s)"]
-    assert [m.value for m in ready] == ["36.0", "33.5"]
+    assert "No clear change" in page  # 305 ms and 306 ms: inside the spread, never painted worse
+    assert [m.value for m in at.metric if m.label in ("Before", "After")] == ["305 ms", "306 ms"]
+    assert "The new settings were ready after 33.5 s." in page
     assert [d.label for d in at.get("download_button")] == [
         "Command",
         "JSON",
