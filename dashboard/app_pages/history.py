@@ -15,6 +15,7 @@ from dashboard.i18n import translator as core_translator
 from dashboard.ui import compare_view, measure_charts, state
 from dashboard.ui import history_view as view
 from dashboard.ui import i18n as ui_i18n
+from dashboard.ui import roles as ui_roles
 
 KIND_FILTER_KEY = "history.kinds"
 PICK_A_KEY, PICK_B_KEY, PICK_ONE_KEY = "history.a", "history.b", "history.one"
@@ -206,6 +207,10 @@ def downloads(run: RunRecord) -> None:
     if exact:
         with st.expander(_("The exact command this run started"), icon=":material/terminal:"):
             st.code(export.as_command(run), language="bash", wrap_lines=True)
+    if not ui_roles.is_presenter():  # no file is even prepared for a visitor's browser
+        st.button(_("Downloads"), icon=":material/download:", disabled=True, key="history.downloads_locked")
+        ui_roles.visitor_line()
+        return
     with st.container(horizontal=True, gap="small"):
         st.download_button(
             _("Command"), serve + "\n", f"{stem}.sh", "text/x-shellscript", icon=":material/terminal:"

@@ -346,3 +346,22 @@ def open_door_notice(snap: Any) -> None:
         ).format(paths=", ".join(f"`{path}`" for path in paths)),
         icon=":material/door_open:",
     )
+
+
+def guarded(action: str, handler: Any) -> Any:
+    """An on_click handler that runs only for the presenter; `action` is an English msgid."""
+
+    def run(*args: Any, **kwargs: Any) -> None:
+        if require_presenter(ui_i18n.translator()(action)):
+            handler(*args, **kwargs)
+
+    return run
+
+
+def order_allowed(manager: Any, count: int = 1) -> bool:
+    """A playground order may go: no measurement owns the server, and a visitor is within the limit."""
+    claim = held(manager)
+    if claim is not None:
+        st.warning(held_problem(claim).text(ui_i18n.current_language()), icon=":material/lock_clock:")
+        return False
+    return allow_order(count)
