@@ -14,14 +14,19 @@ import streamlit as st
 from dashboard.engine import presets
 from dashboard.engine.presets import Preset, RequestSpec
 from dashboard.engine.report import mask_config
+from dashboard.measure import request_errors
 from dashboard.measure.client import RequestTiming, chat_once
 from dashboard.ui import apply_compare, charts, state, widgets
 from dashboard.ui import i18n as ui_i18n
+from dashboard.ui import playground_extras as extras
+from dashboard.ui import roles as ui_roles
 
 PRESET_KEY = "playground.preset"
 FIRST_KEY = "playground.first_after_start"
 RESULT_KEY = "playground.result"
 BURST_KEY = "playground.burst"
+SERVER_KEY = "playground.answered_by"
+CHANGE_KEY = "playground.answer_change"
 STREAM_REFRESH_S = 0.05
 
 
@@ -31,6 +36,7 @@ STREAM_REFRESH_S = 0.05
 def preset_choice() -> Preset:
     _ = ui_i18n.translator()
     options = list(presets.all_presets())
+    extras.remember_preset(PRESET_KEY)
     if st.session_state.get(PRESET_KEY) not in options:
         st.session_state[PRESET_KEY] = options[0]
     name = st.selectbox(
@@ -40,6 +46,7 @@ def preset_choice() -> Preset:
         format_func=lambda n: _(presets.get(n).title),
         persist_state="session",
     )
+    extras.write_preset(name)
     preset = presets.get(name)
     st.caption(ui_i18n.tr(preset.description))
     return preset
@@ -170,7 +177,7 @@ def tokens_per_second(timing: RequestTiming) -> float | None:
 def show_timing(timing: RequestTiming, json_mode: bool) -> None:
     _ = ui_i18n.translator()
     if not timing.ok:
-        st.error(_("The request failed: {error}").format(error=timing.error), icon=":material/error:")
+        extras.explain_failure(timing, None)
         return
     columns = st.columns(5)
     columns[0].metric(
@@ -214,6 +221,10 @@ def save_reply(
         run_id = store.create_run(
             "playground", mask_config(snap.config), label=preset.name, backend=state.backend()
         )
+        if not timing.ok:  # a refused order has no latency worth keeping: only why it failed
+            problem = request_errors.explain(timing.error, request.max_tokens)
+            store.finish_run(run_id, {"error": problem.code}, status="failed")
+            return
         row = timing.to_dict() | {
             "json_mode": json_mode,
             "max_tokens": request.max_tokens,
@@ -328,10 +339,15 @@ def not_ready_notice(snap: Any) -> None:
     )
     with st.container(horizontal=True, gap="small"):
         if st.button(
-            _("Start the factory"), type="primary", icon=":material/play_arrow:", key="playground.start"
+            _("Start the factory"),
+            type="primary",
+            icon=":material/play_arrow:",
+            key="playground.start",
+            disabled=not ui_roles.is_presenter(),
         ):
-            config = widgets.pending_config(state.starting_config)
-            if not manager.apply(config):
+            pending = widgets.pending_config(state.starting_config)
+            config = ui_roles.checked_apply(manager, pending, _("start the factory"))
+            if config is not None and not manager.apply(config):
                 st.warning(
                     _("A restart is already under way: wait a moment."), icon=":material/hourglass_top:"
                 )
@@ -347,6 +363,7 @@ def page() -> None:
         _("Send a real request to the factory and watch the answer arrive, piece by piece, with its timings.")
     )
     ready = snap.status == "ready"
+    ui_roles.refused_notice()
     if not ready:
         not_ready_notice(snap)
 
@@ -358,26 +375,42 @@ def page() -> None:
     with right:
         json_mode, max_tokens, temperature = request_settings(preset)
     request = build_request(preset, user_text, json_mode, max_tokens, temperature)
+    extras.judgement_note(preset.name)
+    if st.session_state.get(SERVER_KEY) != extras.server_identity(snap):
+        for key in (RESULT_KEY, BURST_KEY, FIRST_KEY, CHANGE_KEY):  # answers of another server: cleared
+            st.session_state.pop(key, None)
 
     st.subheader(":material/chat: " + _("One customer"))
     send = st.button(
         _("Send"), type="primary", icon=":material/send:", disabled=not ready, key="playground.send"
     )
+    send = send and ui_roles.order_allowed(state.get_manager())
+    if send:
+        payload = request.payload(snap.served_name, stream=True, json_mode=json_mode)
+        send = not extras.refuse_if_too_long(snap, payload, f"playground.max_tokens.{preset.name}")
     box = st.empty()
     if send or RESULT_KEY in st.session_state:
         box = st.chat_message("assistant", avatar=":material/smart_toy:").empty()
     if send:
         timing = send_once(snap, request, json_mode, box)
         st.session_state[RESULT_KEY] = (timing, json_mode)
-        st.session_state[FIRST_KEY] = first_answer_of_this_start(snap)
+        st.session_state[SERVER_KEY] = extras.server_identity(snap)
+        st.session_state[FIRST_KEY] = first_answer_of_this_start(snap) and timing.ok
+        st.session_state[CHANGE_KEY] = extras.answer_change(
+            request.payload(snap.served_name, json_mode=json_mode), timing, snap
+        )
         save_reply(snap, preset, request, json_mode, timing)
     elif RESULT_KEY in st.session_state:
         timing, shown_json = st.session_state[RESULT_KEY]
         box.markdown(_answer_markdown(timing.text, shown_json))
     if RESULT_KEY in st.session_state:
         timing, shown_json = st.session_state[RESULT_KEY]
+        if timing.ok:
+            st.caption(extras.settings_line(snap.config))
         show_timing(timing, shown_json)
-        if st.session_state.get(FIRST_KEY):
+        extras.answer_change_badge(st.session_state.get(CHANGE_KEY))
+        extras.pika_free_text_note(preset.name, timing, user_text)
+        if timing.ok and st.session_state.get(FIRST_KEY):
             st.info(
                 _(
                     "This was the first order since the factory was rebuilt: the machines were still warming "
@@ -398,7 +431,7 @@ def page() -> None:
         icon=":material/rocket_launch:",
         disabled=not ready,
         key="playground.burst_button",
-    ):
+    ) and ui_roles.order_allowed(state.get_manager(), copies):
         with st.spinner(_("Serving {n} customers…").format(n=copies)):
             result = send_burst(snap, request, json_mode, copies)
         st.session_state[BURST_KEY] = result

@@ -28,7 +28,19 @@ class Problem:
 
 
 # Whole numbers that are amounts (written 131,072 / 131.072); ports, exit codes and ids stay bare.
-_AMOUNT_KEYS = {"tokens", "length", "limit", "value", "seconds", "needed", "available", "lanes"}
+_AMOUNT_KEYS = {
+    "tokens",
+    "length",
+    "limit",
+    "value",
+    "seconds",
+    "needed",
+    "available",
+    "lanes",
+    "prompt",
+    "answer",
+    "room",
+}
 
 
 def localized_params(params: dict[str, Any], lang: str | None, flag: str | None = None) -> dict[str, Any]:

@@ -307,8 +307,90 @@ def _above_model_limit(match: re.Match, backend: str | None) -> Problem:
     )
 
 
+_MODEL_ID_PATTERNS = (
+    re.compile(r"([\w.-]+/[\w.-]+) is not a local folder"),
+    re.compile(r"huggingface\.co/(?!docs/|models\b|api/)([\w.-]+/[\w.-]+)/resolve"),
+    re.compile(r"(?:for|repo_id=|model=)\s*['\"]([\w.-]+/[\w.-]+)['\"]"),
+)
+
+
+def _model_id_in(text: str) -> str:
+    for pattern in _MODEL_ID_PATTERNS:
+        found = pattern.search(text)
+        if found:
+            return found.group(1)
+    return ""
+
+
+def _hub_unreachable(match: re.Match, backend: str | None) -> Problem:
+    model = _model_id_in(match.string)
+    if not model:
+        return Problem(
+            "model_unreachable",
+            N_(
+                "The model is not on this computer, and Hugging Face cannot be reached to fetch it. "
+                "Check the spelling of the name and the network, or pick the built-in model (embedded)."
+            ),
+        )
+    return Problem(
+        "model_unreachable",
+        N_(
+            "The model {model} is not on this computer, and Hugging Face cannot be reached to "
+            "fetch it. Check the spelling of the name and the network, or pick the built-in model "
+            "(embedded)."
+        ),
+        None,
+        {"model": model},
+    )
+
+
+def _model_missing(match: re.Match, backend: str | None) -> Problem:
+    model = _model_id_in(match.string)
+    if not model:
+        return Problem(
+            "model_not_found",
+            N_(
+                "Hugging Face has no model by that name (or it is private). Check the spelling "
+                "(owner/name, for example Qwen/Qwen3-0.6B), or pick the built-in model (embedded)."
+            ),
+        )
+    return Problem(
+        "model_not_found",
+        N_(
+            "There is no model called {model} on Hugging Face (or it is private). Check the spelling "
+            "(owner/name, for example Qwen/Qwen3-0.6B), or pick the built-in model (embedded)."
+        ),
+        None,
+        {"model": model},
+    )
+
+
+def _needs_remote_code(match: re.Match, backend: str | None) -> Problem:
+    return Problem(
+        "needs_remote_code",
+        N_(
+            "This model brings its own Python code, and the master key (--trust-remote-code) is off. "
+            "Turn it on only if you trust the people who made the model."
+        ),
+        "trust_remote_code",
+        suggestion=True,
+    )
+
+
 # Root causes, each recognised by its own text. The first one in the log wins: wrappers come later.
 _FAILURE_PATTERNS: list[tuple[re.Pattern, Callable[[re.Match, str | None], Problem]]] = [
+    (
+        re.compile(r"couldn't connect to '?https?://[\w.]*huggingface|Name or service not known"),
+        _hub_unreachable,
+    ),
+    (
+        re.compile(r"Repository Not Found|is not a local folder and is not a valid model identifier"),
+        _model_missing,
+    ),
+    (
+        re.compile(r"pass the argument `trust_remote_code=True`|execute the configuration file in that repo"),
+        _needs_remote_code,
+    ),
     (
         re.compile(
             r"max seq len \((\d+)\), \(" + _NUMBER + r" GiB KV cache is needed, which is larger than "
@@ -411,9 +493,12 @@ def generic_failure(last_error: str, exit_code: int | None) -> Problem:
     if last_error:
         return Problem(
             "engine_failed",
-            N_("The server stopped while starting. The last error was: {error}"),
+            N_(
+                "The server stopped while starting. vLLM's own words are under \u201cRoot cause\u201d: "
+                "the last settings you changed are the first suspects."
+            ),
             None,
-            {"error": last_error[:300], "exit_code": exit_code},
+            {"exit_code": exit_code},
             root_cause=last_error,
         )
     return Problem(
