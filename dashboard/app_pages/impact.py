@@ -19,7 +19,7 @@ from dashboard.history.records import RunRecord
 from dashboard.i18n import N_
 from dashboard.measure import budget as budget_mod
 from dashboard.measure.loadgen import LoadPlan, Workload
-from dashboard.ui import checks, history_view, measure_charts, state, table_view, widgets
+from dashboard.ui import checks, estimates, history_view, measure_charts, state, table_view, widgets
 from dashboard.ui import i18n as ui_i18n
 from dashboard.ui import measure_jobs as jobs
 from dashboard.ui import roles as ui_roles
@@ -248,16 +248,11 @@ def run_controls(
     if not running:
         st.caption(_("The factory is not running now, so it will keep the last value tried."))
     if sweeps:
-        base = base_config(snap)
-        starts = sum(len(values) for _flag, values in sweeps)
-        seconds = jobs.estimate_seconds(
-            sweeps, base, forms["requests"], forms["concurrency"], state.backend()
+        restore_config = snap.config if (restore and running) else None
+        planned = estimates.sweep_estimate(
+            sweeps, base_config(snap), forms["requests"], forms["concurrency"], restore_config
         )
-        st.caption(
-            _("{starts} restarts of the real server, {duration} in all.").format(
-                starts=ui_i18n.number(starts), duration=duration_text(seconds)
-            )
-        )
+        st.caption(estimates.caption(planned))
     busy = job.is_running()
     label = _("Fill the whole table") if mode == "table" else _("Measure")
     if st.button(
