@@ -53,15 +53,16 @@ def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
 
 
 def server_processes_in(workdir: Path) -> list[psutil.Process]:
-    """Live processes running in `workdir`: a ServerManager starts its servers there, and every
-    process of the server (API server, engine core, workers) inherits that folder."""
+    """Live processes running in `workdir` or below it: a ServerManager starts its server there (a
+    carousel in one folder per server inside its own), and every process of the server (API server,
+    engine core, workers) inherits that folder."""
     target = Path(workdir).resolve()
     found = []
     for process in psutil.process_iter(["pid"]):
         if process.pid == os.getpid():
             continue
         try:
-            if Path(process.cwd()).resolve() == target:
+            if Path(process.cwd()).resolve().is_relative_to(target):
                 found.append(process)
         except (psutil.Error, OSError):
             continue

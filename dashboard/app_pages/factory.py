@@ -15,7 +15,7 @@ from dashboard.engine.config import ServerConfig
 from dashboard.engine.problems import Problem
 from dashboard.engine.report import mask_secrets
 from dashboard.measure.predict import GIB, MemoryPrediction, predict
-from dashboard.ui import apply_compare, charts, checks, compare_view, state, widgets
+from dashboard.ui import apply_compare, carousel_view, charts, checks, compare_view, state, widgets
 from dashboard.ui import i18n as ui_i18n
 from dashboard.ui import roles as ui_roles
 
@@ -153,12 +153,12 @@ def restart_progress(manager: Any) -> None:
         snap = manager.snapshot()
         if not snap.busy:
             st.rerun(scope="app")
-        draw_phases(snap)
+        draw_phases(snap, serving=carousel_view.is_carousel(manager) and bool(manager.base_url))
 
     _poll()
 
 
-def draw_phases(snap: Any) -> None:
+def draw_phases(snap: Any, serving: bool = False) -> None:
     _ = ui_i18n.translator()
     started = snap.started_at or time.time()
     elapsed = max(0.0, time.time() - started)
@@ -176,6 +176,10 @@ def draw_phases(snap: Any) -> None:
     if snap.status == "starting":
         box.markdown(":material/hourglass_top: " + _("Waiting for the next step…"))
     box.caption(_("Earlier results stay below while the factory is rebuilt."))
+    if serving:
+        box.caption(
+            ":material/sync: " + _("The server in use keeps taking orders until the new one is ready.")
+        )
 
 
 def problem_box(problem: Problem, manager: Any, failed_start: bool, predicted: bool = False) -> None:
@@ -356,6 +360,7 @@ def apply_panel(
                 on_click=_reset_to_server,
                 args=(doors.hide_secrets(snap.config),),
             )
+    carousel_view.preview_caption(manager, pending, bool(changed))
     ui_roles.visitor_line()
     ui_roles.held_notice(manager)
     if problems:
@@ -574,6 +579,7 @@ def page() -> None:
         with prediction_column:
             prediction_metrics(prediction)
         prediction_chart(pending, prediction, snap)
+    carousel_view.strip(manager)
     if (state.last_finished_report() if snap.busy else snap.report) is None:
         command_panel(pending)
         return

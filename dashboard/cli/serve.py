@@ -6,7 +6,7 @@ import argparse
 import time
 
 from dashboard.cli import common
-from dashboard.engine.server import ServerManager
+from dashboard.engine.carousel import Carousel
 from dashboard.i18n import N_, translate
 
 WATCH_EVERY_S = 1.0
@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     lang = args.lang
     backend = common.backend(args)
     config = common.build_config(args, backend)
-    manager = ServerManager(common.workdir(args), backend=backend)
+    manager = Carousel(common.workdir(args), backend=backend)
     try:
         report = manager.start(config, timeout=args.timeout, on_phase=common.phase_printer(lang))
         print(report.command_text, flush=True)
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         manager.close()
 
 
-def _watch(manager: ServerManager, lang: str) -> int:
+def _watch(manager: Carousel, lang: str) -> int:
     """Sleep until the server dies on its own (then report it) or Ctrl-C arrives."""
     while True:
         time.sleep(WATCH_EVERY_S)

@@ -12,9 +12,9 @@ from typing import Any
 from dashboard.cli import common
 from dashboard.cli.bench import add_load_options, open_history, workload_of, write_json
 from dashboard.engine import flags
+from dashboard.engine.carousel import Carousel
 from dashboard.engine.config import ServerConfig
 from dashboard.engine.report import mask_config
-from dashboard.engine.server import ServerManager
 from dashboard.history.store import HistoryStore
 from dashboard.i18n import N_, translate
 from dashboard.measure.loadgen import LoadPlan
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     workload = workload_of(args)
     store = open_history(args)
     run_id = _create_run(store, name, values, base, workload.to_dict(), backend)
-    manager = ServerManager(common.workdir(args), backend=backend)
+    manager = Carousel(common.workdir(args), backend=backend)
     rows: list[dict[str, Any]] = []
 
     def on_progress(index: int, total: int, stage: str) -> None:

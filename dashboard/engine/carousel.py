@@ -42,6 +42,7 @@ from dashboard.engine.config import ServerConfig
 from dashboard.engine.problems import Problem
 from dashboard.engine.report import ServerSnapshot, StartupReport, refused_report
 from dashboard.engine.server import ServerManager
+from dashboard.engine.starter import Starter
 from dashboard.i18n import N_
 
 GIB = 1024**3
@@ -54,6 +55,7 @@ GPU_BUDGET_SHARE = 0.95  # of the GPUs' memory
 # SmolLM2-135M on the CPU build held 3.7 GiB with 1 GiB of KV cache and 0.25 GiB of weights.
 ASSUMED_RUNTIME_BYTES = {"cpu": int(2.4 * GIB), "cuda": int(0.6 * GIB)}
 FLIP_HEALTH_TIMEOUT_S = 15.0
+STARTER_WAIT_S = 180.0  # a start waits this long for the starter to finish its imports, then goes cold
 PARKED_OR_ACTIVE = ("active", "warm", "paused", "asleep")
 SLEEP_ENV = {"VLLM_SERVER_DEV_MODE": "1"}  # exposes /sleep, /wake_up and /is_sleeping
 
@@ -157,6 +159,7 @@ class Carousel:
         max_servers: int | None = None,
         park_inactive: bool = True,
         sleep_mode: bool | None = None,
+        use_starter: bool | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -179,6 +182,12 @@ class Carousel:
         self._events: list[CarouselEvent] = []
         self._closed = False
         self.reap_orphans()
+        if use_starter is None:
+            use_starter = os.environ.get("LEGO_FACTORY_STARTER", "1").strip() not in ("0", "false", "no")
+        self.starter: Starter | None = None
+        if use_starter:
+            self.starter = Starter(self.workdir)
+            self.starter.launch(_server_env())
 
     # -------------------------------------------------------------------- ServerManager's API
 
@@ -264,11 +273,13 @@ class Carousel:
         return True
 
     def close(self) -> None:
-        """Stop everything and refuse new starts (app exit)."""
+        """Stop everything, the starter too, and refuse new starts (app exit)."""
         self._closed = True
         with self._lock:
             self._claim = None
         self.stop()
+        if self.starter is not None:
+            self.starter.close()
 
     def snapshot(self) -> ServerSnapshot:
         """The factory as people see it: a start under way, else the active server, else the last failure."""
@@ -524,6 +535,8 @@ class Carousel:
         config = config.with_values({"port": self._free_port_for(config)})
         slot_id = self._free_slot_id()
         manager = ServerManager(self.workdir / "slots" / str(slot_id), backend=self.backend)
+        if self.starter is not None and self.starter.wait_ready(STARTER_WAIT_S):
+            manager.starter = self.starter
         if self.sleep_mode:
             manager.extra_argv = ["--enable-sleep-mode"]
             manager.extra_env = dict(SLEEP_ENV)
@@ -532,6 +545,7 @@ class Carousel:
             self._slots[slot_id] = slot
             self._pending = slot_id
         report = manager.start(config, wait=False, timeout=timeout, on_phase=on_phase)
+        slot.start_kind = manager.last_start_kind
         if manager.snapshot().status not in ("starting", "ready"):
             with self._lock:
                 self._slots.pop(slot_id, None)
@@ -931,3 +945,10 @@ def _closed_problem() -> Problem:
 
 def _stopped_problem() -> Problem:
     return Problem("start_stopped", N_("The start was stopped before the server was ready."))
+
+
+def _server_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("VLLM_NO_USAGE_STATS", "1")
+    env.setdefault("DO_NOT_TRACK", "1")
+    return env

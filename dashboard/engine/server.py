@@ -33,6 +33,7 @@ from dashboard.engine import hardware, models
 from dashboard.engine.config import ServerConfig
 from dashboard.engine.problems import Problem
 from dashboard.engine.report import ServerSnapshot, StartupReport, mask_config, mask_secrets, refused_report
+from dashboard.engine.starter import ForkedProcess, Starter
 from dashboard.engine.startup_log import Phase, StartupWatcher
 from dashboard.i18n import N_
 
@@ -52,7 +53,7 @@ class _Launch:
     generation: int
     config: ServerConfig
     argv: list[str]
-    proc: subprocess.Popen
+    proc: subprocess.Popen | ForkedProcess
     log_path: Path
     watcher: StartupWatcher
     started_at: float
@@ -91,6 +92,8 @@ class ServerManager:
         self._vllm_version = hardware.vllm_version()
         self.extra_argv: list[str] = []  # options the carousel adds (sleep mode), kept out of the config
         self.extra_env: dict[str, str] = {}
+        self.starter: Starter | None = None  # set by the carousel: forks servers from a prepared process
+        self.last_start_kind = "cold"
         self.reap_orphans()
         _register(self)
 
@@ -298,16 +301,7 @@ class ServerManager:
         logs.mkdir(parents=True, exist_ok=True)
         log_path = logs / f"server-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{generation}.log"
         started_at = time.time()
-        with open(log_path, "wb") as log_file:
-            proc = subprocess.Popen(
-                argv,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                env=self._child_env(config),
-                cwd=self.workdir,
-            )
+        proc = self._spawn(argv, log_path, self._child_env(config))
         host = config.get("host") or "127.0.0.1"
         port = int(config.get("port") or config_mod.flags.get("port").vllm_default)
         launch = _Launch(
@@ -334,6 +328,31 @@ class ServerManager:
             target=self._monitor, args=(launch,), name="lego-server-monitor", daemon=True
         ).start()
         return launch
+
+    def _spawn(
+        self, argv: list[str], log_path: Path, env: dict[str, str]
+    ) -> subprocess.Popen | ForkedProcess:
+        """Fork the server from the prepared starter when one is ready, else start a fresh Python."""
+        log_path.touch()
+        starter = self.starter
+        if starter is not None and starter.ready():
+            try:
+                process = starter.spawn(argv, env, self.workdir, log_path)
+                self.last_start_kind = "forked"
+                return process
+            except (OSError, ValueError, KeyError):
+                pass  # the starter is gone: a cold start works the same, only slower
+        self.last_start_kind = "cold"
+        with open(log_path, "ab") as log_file:
+            return subprocess.Popen(
+                argv,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env=env,
+                cwd=self.workdir,
+            )
 
     def _child_env(self, config: ServerConfig | None = None) -> dict[str, str]:
         """The server's environment. The API key travels here (vLLM reads VLLM_API_KEY), never on the

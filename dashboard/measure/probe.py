@@ -11,9 +11,9 @@ from typing import Any
 
 from dashboard.engine import config as config_mod
 from dashboard.engine import hardware, presets
+from dashboard.engine.carousel import Carousel
 from dashboard.engine.config import ServerConfig, default_config
 from dashboard.engine.problems import Problem
-from dashboard.engine.server import ServerManager
 from dashboard.engine.startup_log import Phase
 from dashboard.i18n import N_
 from dashboard.measure.client import RequestTiming, chat_once
@@ -85,7 +85,7 @@ def run_probe(
     preset = presets.get(preset_name)
     backend = backend or hardware.detect_backend()
     config = pick_port(probe_config(preset, overrides, backend, model), overrides)
-    manager = ServerManager(Path(workdir), backend=backend)
+    manager = Carousel(Path(workdir), backend=backend, use_starter=False)  # a bare start, as people run it
     records: list[dict[str, Any]] = []
     problem: Problem | None = None
     try:
@@ -97,7 +97,7 @@ def run_probe(
                 records.append(request_record(timing))
                 if on_request is not None:
                     on_request(index, records[-1])
-            problem = _request_problem(records)
+            problem = request_problem(records)
         else:
             problem = startup.error
     finally:
@@ -115,7 +115,7 @@ def run_probe(
     return report
 
 
-def _request_problem(records: list[dict[str, Any]]) -> Problem | None:
+def request_problem(records: list[dict[str, Any]]) -> Problem | None:
     failed = [r for r in records if not r["ok"]]
     if not failed:
         return None

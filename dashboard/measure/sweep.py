@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -22,7 +22,8 @@ from dashboard.engine import flags
 from dashboard.engine.config import ServerConfig
 from dashboard.engine.report import StartupReport
 from dashboard.i18n import N_, normalize, translate
-from dashboard.measure import loadgen, memory, metrics
+from dashboard.measure import fresh as fresh_start
+from dashboard.measure import loadgen, memory, metrics, stats
 from dashboard.measure.loadgen import LoadPlan, LoadResult, Workload
 
 SweepProgress = Callable[[int, int, str], None]  # (value index, number of values, stage)
@@ -69,6 +70,9 @@ class SweepRow:
     prefix_cache_hit_rate: float | None = None  # over the workload's requests
     command: str = ""
     load: dict[str, Any] | None = None  # LoadResult.to_dict(with_timings=False)
+    samples: dict[str, list[float]] = field(default_factory=dict)  # per order: ttft_ms, tpot_ms, e2e_ms
+    # how the server for this row came to answer: {"kind": cold|forked|reused|woken, "ready_s": s}
+    server_start: dict[str, Any] | None = None
 
     @property
     def measured(self) -> bool:
@@ -89,8 +93,11 @@ class SweepResult:
     duration_s: float = 0.0
     rows: list[SweepRow] = field(default_factory=list)
     stopped: bool = False
+    noise: dict[str, Any] | None = None  # the first value started again (A/A): its row and noise band
 
     def verdict(self, lang: str | None = "en") -> str:
+        if self.noise is not None:
+            return noise_verdict(self.rows, self.flag, self.noise, lang)
         return verdict(self.rows, self.flag, lang)
 
     def to_dict(self) -> dict[str, Any]:
@@ -109,8 +116,10 @@ class ManagerView:
         self._manager = manager
         self._on_phase = on_phase
 
-    def restart(self, config: ServerConfig, wait: bool = True, timeout: float = 600) -> StartupReport:
-        return self._manager.restart(config, wait=wait, timeout=timeout, on_phase=self._on_phase)
+    def restart(
+        self, config: ServerConfig, wait: bool = True, timeout: float = 600, fresh: bool = False
+    ) -> StartupReport:
+        return fresh_start.restart(self._manager, config, timeout, fresh=fresh, on_phase=self._on_phase)
 
     @property
     def base_url(self) -> str:
@@ -144,10 +153,13 @@ def run_sweep(
     start_timeout: float = 600,
     stop: threading.Event | None = None,
     restore: bool = False,
+    noise_pair: bool = False,
 ) -> SweepResult:
     """Measure `workload` once per value of `flag`. `plan` defaults to 3 requests one at a time;
     `warmup` requests per value run first and are left out (the first prefill of a fresh server is slow).
-    With `restore`, the server is restarted with `base_config` at the end."""
+    With `restore`, the server is restarted with `base_config` at the end. With `noise_pair`, the first
+    measured value is started again at the end (a fresh start) and measured: how far apart the same
+    settings came out is the noise the verdict must clear."""
     plan = plan or LoadPlan(concurrency=1, requests=3)
     if warmup and not plan.warmup:
         plan = LoadPlan(**{**asdict(plan), "warmup": warmup})
@@ -171,6 +183,8 @@ def run_sweep(
         if on_row is not None:
             on_row(row)
         _progress(on_progress, index + 1, total, "done")
+    if noise_pair and not (stop is not None and stop.is_set()):
+        result.noise = _noise_pair(result, base_config, workload, manager, plan, start_timeout, stop)
     if restore:
         manager.restart(base_config, wait=True, timeout=start_timeout)
     result.duration_s = time.time() - result.started_at
@@ -192,12 +206,13 @@ def _measure_value(
     plan: LoadPlan,
     start_timeout: float,
     stop: threading.Event | None,
+    fresh: bool = False,
 ) -> SweepRow:
     try:
         config = base_config.with_values({flag: value})
     except (ValueError, KeyError) as exc:
         return SweepRow(flag, value, ok=False, error={"message": str(exc)})
-    report = manager.restart(config, wait=True, timeout=start_timeout)
+    report = fresh_start.restart(manager, config, start_timeout, fresh=fresh)
     row = _row_from_report(flag, value, report)
     if not report.ok:
         return row
@@ -238,6 +253,7 @@ def _row_from_report(flag: str, value: Any, report: StartupReport) -> SweepRow:
         max_concurrency=report.max_concurrency,
         kv_cache_gib=report.kv_cache_gib,
         command=report.command_text,
+        server_start=_server_start(report),
     )
 
 
@@ -251,6 +267,12 @@ def _fill_load(row: SweepRow, load: LoadResult) -> None:
     row.output_tokens_per_s = load.output_tokens_per_s
     row.sent = load.sent
     row.request_errors = load.errors
+    good = [t for t in load.timings if t.ok and t.ttft_ms is not None]
+    row.samples = {
+        "ttft_ms": [t.ttft_ms for t in good],
+        "tpot_ms": [v for v in (t.mean_itl_ms() for t in good) if v is not None],
+        "e2e_ms": [t.e2e_ms for t in good],
+    }
     row.load = load.to_dict(with_timings=False)
 
 
@@ -343,3 +365,101 @@ def verdict(rows: Sequence[SweepRow], flag: str, lang: str | None = "en") -> str
     if "ratio" in params:
         params = {**params, "ratio": _number(params["ratio"], lang)}
     return translate(message, lang, **params)
+
+
+def _server_start(report: StartupReport) -> dict[str, Any] | None:
+    """How the row's server came to answer; a plain ServerManager's start is always a cold one."""
+    known = getattr(report, "server_start", None)
+    if known:
+        return dict(known)
+    if report.ready_s is None:
+        return None
+    return {"kind": "cold", "ready_s": report.ready_s}
+
+
+# ---------------------------------------------------------------------------------------------- noise
+
+
+def _noise_pair(
+    result: SweepResult,
+    base_config: ServerConfig,
+    workload: Workload,
+    manager: ServerLike,
+    plan: LoadPlan,
+    start_timeout: float,
+    stop: threading.Event | None,
+) -> dict[str, Any] | None:
+    """Start the first measured value again and measure it: the A/A pair of this sweep."""
+    first = next((row for row in result.rows if row.measured), None)
+    if first is None:
+        return None
+    again = _measure_value(
+        result.flag, first.value, base_config, workload, manager, plan, start_timeout, stop, True
+    )
+    aa = stats.compare(first.samples.get("e2e_ms", []), again.samples.get("e2e_ms", []))
+    return {"value": first.value, "row": again.to_dict(), **stats.noise_from(aa).to_dict()}
+
+
+def noise_verdict(
+    rows: Sequence[SweepRow], flag: str, noise: Mapping[str, Any], lang: str | None = "en"
+) -> str:
+    """First value against last on each order's whole answer, with its interval, judged against the
+    noise of this sweep's A/A pair (see dashboard.measure.stats)."""
+    lang = normalize(lang)
+    measured = [row for row in rows if row.measured and len(row.samples.get("e2e_ms", [])) >= 1]
+    if len(measured) < 2:
+        return verdict(rows, flag, lang)
+    first, last = measured[0], measured[-1]
+    comparison = stats.compare(first.samples["e2e_ms"], last.samples["e2e_ms"])
+    aa = (noise or {}).get("aa") or {}
+    band = stats.noise_from(
+        stats.Comparison(
+            aa.get("ratio"), aa.get("low"), aa.get("high"), aa.get("n_first", 0), aa.get("n_second", 0)
+        )
+        if aa
+        else None
+    )
+    effect = stats.effect_of(comparison, band)
+    cli = flags.get(flag).cli if flag in flags.catalog() else flag
+    params: dict[str, Any] = {
+        "flag": cli,
+        "low": _word(first.value, lang),
+        "high": _word(last.value, lang),
+        "n": comparison.n,
+        "noise": format_decimal(round(band.percent), format="#,##0", locale=lang),
+    }
+    if not comparison.has_interval:
+        message = N_(
+            "Going from {flag} {low} to {high}: no clear change (noise here ±{noise}%, {n} orders each)."
+        )
+        return translate(message, lang, **params)
+    ratio, low, high = comparison.ratio, comparison.low, comparison.high
+    if effect == stats.FASTER:
+        ratio, low, high = 1 / ratio, 1 / high, 1 / low  # type: ignore[operator]
+    params.update(ratio=_number2(ratio, lang), ilow=_number2(low, lang), ihigh=_number2(high, lang))
+    if effect == stats.FASTER:
+        message = N_(
+            "Going from {flag} {low} to {high} made each answer {ratio}x faster here (interval {ilow} to "
+            "{ihigh}x, {n} orders each; noise here ±{noise}%)."
+        )
+    elif effect == stats.SLOWER:
+        message = N_(
+            "Going from {flag} {low} to {high} made each answer {ratio}x slower here (interval {ilow} to "
+            "{ihigh}x, {n} orders each; noise here ±{noise}%)."
+        )
+    else:
+        message = N_(
+            "Going from {flag} {low} to {high}: no clear change (noise here ±{noise}%); each answer took "
+            "{ratio}x the time (interval {ilow} to {ihigh}x, {n} orders each)."
+        )
+    return translate(message, lang, **params)
+
+
+def _number2(value: float | None, lang: str) -> str:
+    return format_decimal(round(value or 0.0, 2), format="#,##0.00", locale=lang)
+
+
+def _word(value: Any, lang: str) -> str:
+    if isinstance(value, bool):
+        return translate(N_("on") if value else N_("off"), lang)
+    return _shown_value(value)

@@ -1,7 +1,7 @@
 """Process-wide singletons (one per Streamlit server, shared by every browser session) and small
 helpers around them. Worker threads live in the core; pages only read their snapshots.
 
-- get_manager(): the one ServerManager, its runs under models.cache_root()/"runs"
+- get_manager(): the carousel of warm servers, its runs under models.cache_root()/"runs"/"app"
 - get_store(): the history store, or None when it cannot be opened
 - get_sampler(): the memory sampler, or None while dashboard.measure.memory is not there
 """
@@ -25,9 +25,10 @@ log = logging.getLogger(__name__)
 
 @st.cache_resource(show_spinner=False)
 def get_manager():
-    from dashboard.engine.server import ServerManager
+    """The app's carousel of warm servers (its own folder: the CLI keeps its servers elsewhere)."""
+    from dashboard.engine.carousel import Carousel
 
-    return ServerManager(models.cache_root() / "runs")
+    return Carousel(models.cache_root() / "runs" / "app")
 
 
 @st.cache_resource(show_spinner=False)

@@ -45,6 +45,7 @@ def test_pika_json_probe_answers_with_a_known_emotion_and_a_boolean_learn_score(
     assert f"--port {PORT}" in report["command_text"]
     assert "--max-model-len 2048" in report["command_text"]
     assert report["ready_s"] > 0
+    assert report["server_start"] == {"kind": "cold", "ready_s": report["ready_s"]}
     assert [entry["phase"] for entry in report["startup"]][-1] == "ready"
     assert report["kv_cache_tokens"] == 46592
     assert report["max_concurrency"] == 22.75
