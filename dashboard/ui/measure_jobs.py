@@ -293,9 +293,11 @@ class _WatchedServer(ManagerView):
         super().__init__(manager, on_phase=job._on_phase)
         self._job = job
 
-    def restart(self, config: ServerConfig, wait: bool = True, timeout: float = 600) -> StartupReport:
+    def restart(
+        self, config: ServerConfig, wait: bool = True, timeout: float = 600, fresh: bool = False
+    ) -> StartupReport:
         self._job._on_restart(config)
-        report = super().restart(config, wait=wait, timeout=timeout)
+        report = super().restart(config, wait=wait, timeout=timeout, fresh=fresh)
         self._job._on_started(report)
         return report
 
@@ -414,15 +416,18 @@ class SweepJob:
                 warmup=1,
                 start_timeout=request.start_timeout,
                 stop=self._stop,
+                noise_pair=True,
             )
         except Exception:
             self._finish_run(run_id, flag, values, rows, "failed")
             raise
-        texts = verdicts(flag, rows)
+        texts = {lang: result.verdict(lang) for lang in ("vi", "en")}
         self._update_flag(verdict_vi=texts["vi"], verdict_en=texts["en"], finished=True)
         measured = any(r.measured for r in result.rows)
         status = "interrupted" if result.stopped else ("done" if measured else "failed")
-        self._finish_run(run_id, flag, values, rows, status, result.duration_s, result.plan)
+        self._finish_run(
+            run_id, flag, values, rows, status, result.duration_s, result.plan, result.noise, texts
+        )
 
     # ------------------------------------------------------------ the whole table
 
@@ -587,6 +592,8 @@ class SweepJob:
         status: str,
         duration_s: float | None = None,
         plan: Mapping[str, Any] | None = None,
+        noise: Mapping[str, Any] | None = None,
+        texts: Mapping[str, str] | None = None,
     ) -> None:
         if self._store is None or run_id is None:
             return
@@ -598,6 +605,8 @@ class SweepJob:
             "plan": dict(plan or {}),
             "measured": sum(1 for r in rows if r.get("ok") and r.get("e2e_p50_ms") is not None),
         }
+        if noise is not None and texts:  # judged against this sweep's own A/A pair
+            summary.update(noise=_finite(dict(noise)), verdict_vi=texts["vi"], verdict_en=texts["en"])
         try:
             self._store.finish_run(run_id, summary, status=status)
         except Exception:
