@@ -29,7 +29,7 @@ import httpx
 import psutil
 
 from dashboard.engine import config as config_mod
-from dashboard.engine import hardware, models
+from dashboard.engine import hardware, models, warmup
 from dashboard.engine.config import ServerConfig
 from dashboard.engine.problems import Problem
 from dashboard.engine.report import ServerSnapshot, StartupReport, mask_config, mask_secrets, refused_report
@@ -94,6 +94,7 @@ class ServerManager:
         self.extra_env: dict[str, str] = {}
         self.starter: Starter | None = None  # set by the carousel: forks servers from a prepared process
         self.last_start_kind = "cold"
+        self.warm_up = True  # serve warm-up orders before declaring ready
         self.reap_orphans()
         _register(self)
 
@@ -410,7 +411,9 @@ class ServerManager:
                         if now >= next_health and _log_says_listening(launch):
                             next_health = now + HEALTH_EVERY_S
                             if _healthy(http, launch.base_url):
-                                self._read_log(launch, log, pending)
+                                pending = self._read_log(launch, log, pending)
+                                if self.warm_up:
+                                    self._warm_up(launch)
                                 self._on_ready(launch)
                     time.sleep(POLL_S)
         finally:
@@ -429,6 +432,21 @@ class ServerManager:
         for phase in reached:
             _call(launch.on_phase, phase)
         return pending
+
+    def _warm_up(self, launch: _Launch) -> None:
+        """Serve the first orders inside the start, so that "ready" means ready at full speed: the first
+        answers of a fresh server pay one-time costs (the first prefill's kernels, the structured-output
+        backend learning the vocabulary) that would otherwise land on the user's first order."""
+        started = time.monotonic()
+        answered = warmup.serve_warm_up_orders(launch.base_url, launch.served_name, launch.api_key)
+        phase = None
+        with self._lock:
+            if launch.status == "starting":
+                phase = launch.watcher.mark(
+                    "warmup", answered=answered, seconds_taken=round(time.monotonic() - started, 3)
+                )
+        if phase is not None:
+            _call(launch.on_phase, phase)
 
     def _on_ready(self, launch: _Launch) -> None:
         now = time.time()

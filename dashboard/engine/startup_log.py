@@ -30,6 +30,7 @@ PHASES = (
     "graph_capture",
     "engine_ready",
     "api_ready",
+    "warmup",
     "ready",
 )
 
@@ -43,6 +44,7 @@ PHASE_LABELS = {
     "graph_capture": N_("CUDA graphs captured"),
     "engine_ready": N_("Engine ready"),
     "api_ready": N_("Web server up"),
+    "warmup": N_("Warm-up orders served"),
     "ready": N_("Ready for orders"),
 }
 
