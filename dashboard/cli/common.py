@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from dashboard.engine import config as config_mod
-from dashboard.engine import hardware, models, presets
+from dashboard.engine import hardware, lifecycle, presets
 from dashboard.engine.config import ServerConfig
 from dashboard.engine.problems import Problem
 from dashboard.engine.startup_log import Phase
@@ -83,12 +83,18 @@ def add_config_options(
 
 
 def data_dir() -> Path:
-    """Where runs keep their logs: LEGO_FACTORY_HOME or the user's cache folder, then runs/."""
-    return models.cache_root() / "runs"
+    """Where the CLI's servers keep their records and logs: runs/cli under LEGO_FACTORY_HOME or the
+    user's cache folder. The app keeps its own (runs/app), so neither ever reaps the other's server."""
+    return lifecycle.cli_runs_dir()
 
 
 def workdir(args: argparse.Namespace) -> Path:
-    return Path(args.workdir) if getattr(args, "workdir", None) else data_dir()
+    """The server folder of this command; old logs rotated, and a closed terminal (SIGHUP) stops the
+    server like Ctrl-C does."""
+    folder = Path(args.workdir) if getattr(args, "workdir", None) else data_dir()
+    lifecycle.rotate_logs(folder)
+    lifecycle.install_hangup_handler()
+    return folder
 
 
 def backend(args: argparse.Namespace) -> str:

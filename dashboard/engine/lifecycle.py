@@ -15,6 +15,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from types import SimpleNamespace
 
 from dashboard.engine import models
 from dashboard.engine.server import STATE_FILE, ServerManager, stop_all
@@ -71,7 +72,8 @@ def reap_leftovers(folders: Iterable[Path] | None = None) -> list[int]:
             if record in seen:
                 continue
             seen.add(record)
-            killed += ServerManager(record.parent, backend="cpu").reap_orphans()
+            # The manager's own reaping, without building a manager (that would register exit hooks).
+            killed += ServerManager.reap_orphans(SimpleNamespace(workdir=record.parent))  # type: ignore[arg-type]
     return killed
 
 
