@@ -6,7 +6,7 @@ import streamlit as st
 
 from dashboard.engine import flag_texts, hardware
 from dashboard.ui import i18n as ui_i18n
-from dashboard.ui import state
+from dashboard.ui import memory_marks, state
 
 SEEN_STATUS_KEY = "app.seen_status"
 STATUS_LOOK = {
@@ -83,6 +83,7 @@ def machine_line() -> None:
 
 def draw_sidebar() -> None:
     st.session_state[SEEN_STATUS_KEY] = state.get_manager().snapshot().status
+    memory_marks.ensure_started()  # memory samples and restart marks from the app's first page on
     with st.sidebar:
         language_switch()
         server_status()

@@ -25,6 +25,7 @@ from dashboard.ui.charts import (
     LEGO_ORANGE,
     LEGO_RED,
     LEGO_YELLOW,
+    separators,
 )
 
 Translate = Callable[[str], str]
@@ -37,8 +38,19 @@ def _identity(text: str) -> str:
     return text
 
 
+def _session_language() -> str:
+    """The reader's language for number marks (vi 1.234,5 · en 1,234.5); vi outside a page run."""
+    try:
+        from dashboard.ui import i18n as ui_i18n
+
+        return ui_i18n.current_language()
+    except Exception:
+        return "vi"
+
+
 def _layout(figure: go.Figure, title: str, height: int) -> go.Figure:
     figure.update_layout(
+        separators=separators(_session_language()),
         title={"text": title, "x": 0, "xanchor": "left"},
         height=height,
         margin={"l": 10, "r": 10, "t": 56, "b": 10},
@@ -107,20 +119,41 @@ def memory_timeline_figure(
         memory_title = _("RAM (GiB)")
     _add_server_lines(figure, samples, times, _)
     _add_marks(figure, marks, samples, _)
-    figure.update_yaxes(title_text=memory_title, rangemode="tozero", row=1, col=1)
+    figure.update_yaxes(title_text=memory_title, range=[0, memory_axis_top(samples)], row=1, col=1)
     figure.update_yaxes(
         title_text=_("KV cache used (%)"), range=[0, kv_axis_top(samples)], row=2, col=1, secondary_y=False
     )
+    requests_top = requests_axis_top(samples)
     figure.update_yaxes(
         title_text=_("Requests"),
-        rangemode="tozero",
+        range=[0, requests_top],
+        dtick=1 if requests_top <= 6 else None,
         tickformat="d",
         row=2,
         col=1,
         secondary_y=True,
         showgrid=False,
     )
+    figure.update_xaxes(tickformat="%H:%M:%S", hoverformat="%H:%M:%S")  # no month names in any language
     return _layout(figure, _("Memory and work, live"), height=520)
+
+
+def memory_axis_top(samples: Sequence[MemorySample]) -> float:
+    """Top of the memory axis in GiB: room above the highest line drawn (RAM, or every GPU's total)."""
+    values: list[float] = []
+    for sample in samples:
+        if sample.gpus:
+            values += [(g.total_bytes or g.used_bytes or 0) / GIB for g in sample.gpus]
+        elif sample.process_rss_bytes is not None:
+            values.append(sample.process_rss_bytes / GIB)
+    peak = max(values, default=0.0)
+    return max(0.5, peak * 1.15)
+
+
+def requests_axis_top(samples: Sequence[MemorySample]) -> float:
+    """Top of the requests axis: whole requests, at least 1 (an idle server reads 0, never '1, 0, 0')."""
+    peak = max((max(s.running or 0, s.waiting or 0) for s in samples), default=0)
+    return float(max(1, peak) + (0.5 if peak <= 6 else peak * 0.15))
 
 
 def kv_axis_top(samples: Sequence[MemorySample]) -> float:
