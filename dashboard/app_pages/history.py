@@ -73,7 +73,8 @@ def run_table(runs: list[RunRecord]) -> pd.DataFrame:
 def list_section(runs: list[RunRecord]) -> list[RunRecord]:
     _ = ui_i18n.translator()
     st.subheader(":material/list: " + _("Every run"))
-    kinds = sorted({run.kind for run in runs}, key=list(view.KIND_NAMES).index)
+    order = list(view.KIND_NAMES)
+    kinds = sorted({run.kind for run in runs}, key=lambda k: order.index(k) if k in order else len(order))
     chosen = st.pills(
         _("Show"), kinds, selection_mode="multi", default=kinds, format_func=kind_name, key=KIND_FILTER_KEY
     )

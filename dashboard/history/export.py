@@ -43,6 +43,7 @@ _KIND_NAMES = {
     "sweep": N_("sweep"),
     "playground": N_("playground"),
     "apply": N_("apply settings"),
+    "table": N_("whole table"),
 }
 _STATUS_NAMES = {
     "running": N_("running"),

@@ -40,6 +40,7 @@ KIND_NAMES = {
     "sweep": N_("sweep"),
     "playground": N_("playground"),
     "apply": N_("apply settings"),
+    "table": N_("whole table"),
 }
 STATUS_NAMES = {
     "running": N_("running"),
