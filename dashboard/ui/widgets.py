@@ -190,6 +190,9 @@ def draw_flag_card(
     _ = ui_i18n.translator()
     texts = flag_texts.texts_for(flag.texts)
     has_effect = flag.has_effect_on(backend)
+    if not has_effect:
+        _draw_folded_card(flag, texts, backend)
+        return None
     with st.container(border=True, key=f"card_{flag.name}"):
         shown = current_value(flag, pending, backend) if has_effect else None
         _draw_card_header(flag, texts.label, shown, baseline, has_effect, backend)
@@ -212,6 +215,20 @@ def draw_flag_card(
             st.markdown("**" + _("What you will see") + f":** {ui_i18n.tr(texts.observe)}")
             st.markdown("**" + _("Risk") + f":** {ui_i18n.tr(texts.risk)}")
     return new_value
+
+
+def _draw_folded_card(flag: Flag, texts: Any, backend: str) -> None:
+    """A flag this machine cannot use: its name, why, and what it would do, folded away (no greyed
+    control showing a value that means nothing here)."""
+    _ = ui_i18n.translator()
+    with st.container(border=True, key=f"card_{flag.name}"):
+        _draw_card_header(flag, texts.label, None, None, False, backend)
+        note = texts.notes.get(backend)
+        if note:
+            st.caption(f":material/block: {ui_i18n.tr(note)}")
+        with st.expander(_("What it does on a machine that has one"), icon=":material/visibility:"):
+            st.markdown(f":material/toys: {ui_i18n.tr(texts.analogy)}")
+            st.markdown("**" + _("What you will see") + f":** {ui_i18n.tr(texts.observe)}")
 
 
 def current_value(flag: Flag, pending: Any, backend: str) -> Any:
