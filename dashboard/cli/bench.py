@@ -1,47 +1,111 @@
-"""`bench`: start a server for a preset, run its request at several concurrency levels, stop.
+"""`bench`: measure a preset's request (or made-up questions) in one of the load shapes.
 
+Either the factory starts a server for the preset and stops it afterwards, or, with `--url`, it
+attaches to a running OpenAI-compatible vLLM server it did not start (the key, if any, comes from the
+environment variable named by `--api-key-env`) and never restarts it.
+
+Shapes: fixed concurrency levels (`--concurrency 1,4,16`), Poisson or constant arrival rates
+(`--shape poisson|constant --rate 2,5`), everything at once (`--shape throughput`), or a sweep from one
+at a time to saturation (`--shape sweep`) that stops by itself when the server is over-saturated.
 Each level's figures (p50/p90/p99 of time to first token, time per token and whole answer, answers and
-tokens per second, errors) are printed, saved to the history the moment they exist, and written to
---json at the end.
+tokens per second, goodput with `--ttft-limit/--tpot-limit/--e2e-limit`, errors, and the first token
+by three clocks) are printed, saved to the history the moment they exist, and written to --json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dashboard.cli import common
 from dashboard.engine import presets
-from dashboard.engine.config import ServerConfig
+from dashboard.engine.carousel import Carousel
 from dashboard.engine.report import StartupReport, mask_config
-from dashboard.engine.server import ServerManager
 from dashboard.history.store import HistoryStore
 from dashboard.i18n import N_, translate
 from dashboard.measure import loadgen
-from dashboard.measure.loadgen import LoadResult, Workload
+from dashboard.measure.attach import AttachedServer, AttachError, attach
+from dashboard.measure.loadgen import LatencyLimits, LoadPlan, LoadResult, SweepStep, Workload
 from dashboard.measure.probe import pick_port
 
 REQUEST_TIMEOUT_S = 300.0
+SHAPES = ("concurrency", "poisson", "constant", "throughput", "sweep")
 
 
 def register(subparsers, _) -> None:
     parser = subparsers.add_parser(
         "bench",
-        help=_(N_("start a server, measure its preset request at several concurrency levels, stop")),
+        help=_(N_("measure a preset's request in a load shape, on a server it starts or one at --url")),
         parents=[common.language_option(_)],
     )
-    common.add_config_options(parser, _, preset_required=True)
+    common.add_config_options(parser, _, preset_required=False)
     add_load_options(parser, _)
+    add_attach_options(parser, _)
+    parser.add_argument(
+        "--shape",
+        choices=SHAPES,
+        default="concurrency",
+        help=_(
+            N_("how requests are sent: fixed concurrency, Poisson or constant rate, all at once, or a sweep")
+        ),
+    )
     parser.add_argument(
         "--concurrency",
         type=_int_list,
-        default=[1, 4, 16],
+        default=None,
         metavar="C1,C2,...",
-        help=_(N_("requests in flight at each level, e.g. 1,4,16")),
+        help=_(N_("requests in flight at each level, e.g. 1,4,16 (with a rate or all at once: the cap)")),
+    )
+    parser.add_argument(
+        "--rate",
+        type=_float_list,
+        metavar="R1,R2,...",
+        help=_(N_("new requests per second at each level, for the poisson and constant shapes")),
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        help=_(N_("seconds each level sends for, instead of a number of requests")),
+    )
+    parser.add_argument(
+        "--warmup-s", type=float, default=0.0, help=_(N_("seconds at the start left out of the figures"))
+    )
+    parser.add_argument(
+        "--cooldown-s", type=float, default=0.0, help=_(N_("seconds at the end left out of the figures"))
+    )
+    parser.add_argument(
+        "--ttft-limit", type=float, metavar="MS", help=_(N_("goodput: first-token limit in ms"))
+    )
+    parser.add_argument(
+        "--tpot-limit", type=float, metavar="MS", help=_(N_("goodput: per-token limit in ms"))
+    )
+    parser.add_argument(
+        "--e2e-limit", type=float, metavar="MS", help=_(N_("goodput: whole-answer limit in ms"))
+    )
+    parser.add_argument(
+        "--sweep-rates",
+        type=int,
+        default=loadgen.SWEEP_RATES,
+        help=_(N_("rates tried between the two ends of a sweep")),
     )
     parser.set_defaults(func=run)
+
+
+def add_attach_options(parser: argparse.ArgumentParser, _) -> None:
+    """--url and --api-key-env: measure a running server instead of starting one."""
+    parser.add_argument(
+        "--url",
+        help=_(N_("measure the running OpenAI-compatible server at this address instead of starting one")),
+    )
+    parser.add_argument(
+        "--api-key-env",
+        metavar="NAME",
+        help=_(N_("name of the environment variable that holds the server's API key")),
+    )
 
 
 def add_load_options(parser: argparse.ArgumentParser, _) -> None:
@@ -71,6 +135,16 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
+def _float_list(text: str) -> list[float]:
+    try:
+        values = [float(part) for part in text.replace(";", ",").split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive numbers, got {text!r}")
+    return values
+
+
 def workload_of(args: argparse.Namespace) -> Workload:
     if getattr(args, "input_tokens", None):
         if args.input_tokens < 1 or args.output_tokens < 1:
@@ -90,13 +164,85 @@ def open_history(args: argparse.Namespace) -> HistoryStore | None:
         return None
 
 
+# ---------------------------------------------------------------------------------------------- the plan
+
+
+@dataclass(frozen=True)
+class BenchPlan:
+    """What `bench` will do: the shape, its levels (concurrency or rates) and the plan for each."""
+
+    shape: str
+    levels: list[float]
+    base: LoadPlan
+
+    def label(self, preset: str) -> str:
+        if self.shape == "sweep":
+            return f"bench {preset} sweep"
+        if self.shape == "throughput":
+            return f"bench {preset} all at once"
+        key = "c" if self.shape == "concurrency" else f"{self.shape} r"
+        return f"bench {preset} {key}={','.join(f'{v:g}' for v in self.levels)}"
+
+
+def limits_of(args: argparse.Namespace) -> LatencyLimits | None:
+    values = [getattr(args, name, None) for name in ("ttft_limit", "tpot_limit", "e2e_limit")]
+    if all(v is None for v in values):
+        return None
+    if any(v is not None and v <= 0 for v in values):
+        raise common.CliError(N_("Latency limits must be positive numbers of milliseconds."))
+    return LatencyLimits(*values)
+
+
+def bench_plan(args: argparse.Namespace) -> BenchPlan:
+    """Check the load options together and turn them into a BenchPlan (CliError says what to change)."""
+    if args.requests < 1:
+        raise common.CliError(N_("--requests must be at least 1."))
+    if args.duration is not None and args.duration <= 0:
+        raise common.CliError(N_("--duration must be a positive number of seconds."))
+    if args.warmup_s < 0 or args.cooldown_s < 0:
+        raise common.CliError(N_("--warmup-s and --cooldown-s cannot be negative."))
+    shape = args.shape
+    if shape in ("poisson", "constant") and not args.rate:
+        raise common.CliError(N_("The {shape} shape needs --rate, e.g. --rate 2,5."), shape=shape)
+    if shape not in ("poisson", "constant") and args.rate:
+        raise common.CliError(N_("--rate only goes with --shape poisson or --shape constant."))
+    if shape == "sweep" and args.sweep_rates < 1:
+        raise common.CliError(N_("--sweep-rates must be at least 1."))
+    options: dict[str, Any] = {
+        "requests": None if args.duration else args.requests,
+        "duration_s": args.duration,
+        "warmup_s": args.warmup_s,
+        "cooldown_s": args.cooldown_s,
+        "limits": limits_of(args),
+        "timeout_s": REQUEST_TIMEOUT_S,
+    }
+    caps = args.concurrency
+    if shape == "concurrency":
+        levels = [float(c) for c in (caps or [1, 4, 16])]
+        return BenchPlan(shape, levels, LoadPlan(concurrency=1, **options))
+    cap = caps[0] if caps else None
+    if shape in ("poisson", "constant"):
+        return BenchPlan(
+            shape, list(args.rate), LoadPlan(concurrency=cap, rate=1.0, arrivals=shape, **options)
+        )
+    if shape == "throughput":
+        return BenchPlan(
+            shape, [float(cap or args.requests)], LoadPlan(concurrency=cap, throughput=True, **options)
+        )
+    return BenchPlan(shape, [], LoadPlan(concurrency=1, **options))
+
+
+# ---------------------------------------------------------------------------------------------- rows
+
+
 def level_row(result: LoadResult) -> dict[str, Any]:
-    """One concurrency level as a flat, JSON-able row."""
-    row: dict[str, Any] = {"concurrency": result.concurrency}
+    """One level as a flat, JSON-able row."""
+    row: dict[str, Any] = {"concurrency": result.concurrency, "rate": result.rate, "shape": result.shape}
     for name, summary in (("ttft", result.ttft_ms), ("itl", result.itl_ms), ("e2e", result.e2e_ms)):
         for q in ("p50", "p90", "p99"):
             row[f"{name}_{q}_ms"] = _round(getattr(summary, q))
     row["tpot_p50_ms"] = _round(result.tpot_ms.p50)
+    row["first_byte_p50_ms"] = _round(result.first_byte_ms.p50)
     row.update(
         {
             "requests_per_s": _round(result.requests_per_s, 3),
@@ -105,9 +251,17 @@ def level_row(result: LoadResult) -> dict[str, Any]:
             "ok": result.ok,
             "errors": result.errors,
             "error_kinds": result.error_kinds,
+            "measured": result.measured,
+            "warmup_excluded": result.warmup_excluded,
+            "cooldown_excluded": result.cooldown_excluded,
+            "goodput": _round(result.goodput, 4),
+            "goodput_per_s": _round(result.goodput_per_s, 3),
+            "limits": result.limits,
             "duration_s": _round(result.duration_s, 3),
             "mean_prompt_tokens": _round(result.mean_prompt_tokens),
             "mean_output_tokens": _round(result.mean_output_tokens),
+            "clocks": _rounded_dict(result.clocks),
+            "max_waiting": max((count for _t, count in result.waiting), default=None),
         }
     )
     return row
@@ -125,96 +279,237 @@ def startup_facts(report: StartupReport) -> dict[str, Any]:
     }
 
 
+# ---------------------------------------------------------------------------------------------- running
+
+
 def run(args: argparse.Namespace) -> int:
+    if not args.preset and not args.input_tokens:
+        raise common.CliError(N_("Say what to send: --preset NAME or --input-tokens N."))
+    plan = bench_plan(args)
+    if args.url:
+        return run_attached(args, plan)
+    if args.api_key_env:
+        raise common.CliError(N_("--api-key-env goes with --url."))
+    if not args.preset:
+        raise common.CliError(N_("Starting a server needs --preset NAME (or measure one with --url)."))
+    return run_started(args, plan)
+
+
+def run_started(args: argparse.Namespace, plan: BenchPlan) -> int:
     lang = args.lang
-    if args.requests < 1:
-        raise common.CliError(N_("--requests must be at least 1."))
     backend = common.backend(args)
     config = pick_port(common.build_config(args, backend), common.overrides(args))
     workload = workload_of(args)
     store = open_history(args)
-    manager = ServerManager(common.workdir(args), backend=backend)
+    manager = Carousel(common.workdir(args), backend=backend)
     levels: list[dict[str, Any]] = []
-    run_id = _create_run(
-        store, config, f"bench {args.preset} c={','.join(map(str, args.concurrency))}", backend
-    )
+    run_id = _create_run(store, mask_config(config), plan.label(args.preset), backend)
     try:
         report = manager.start(config, wait=True, timeout=args.timeout, on_phase=common.phase_printer(lang))
         _set_startup(store, run_id, report)
         if report.ok:
-            _run_levels(args, manager, workload, store, run_id, levels)
+            target = AttachedServer(manager.base_url, manager.served_name, manager.api_key)
+            measure(args, plan, target, workload, store, run_id, levels)
     finally:
         manager.close()
-    failed = not report.ok or any(level["errors"] for level in levels) or len(levels) < len(args.concurrency)
-    summary = {"preset": args.preset, **startup_facts(report), "levels": levels}
+    failed = not report.ok or _failed_levels(plan, levels)
+    summary = {"preset": args.preset, "shape": plan.shape, **startup_facts(report), "levels": levels}
     _finish(store, run_id, summary, "failed" if failed else "done")
     if not report.ok and report.error is not None:
         common.print_problem(report.error, lang)
     output = {"preset": args.preset, "config": mask_config(config), "workload": workload.to_dict()}
-    output.update({"startup": startup_facts(report), "levels": levels, "history_run_id": run_id})
+    output.update(
+        {"shape": plan.shape, "startup": startup_facts(report), "levels": levels, "history_run_id": run_id}
+    )
     write_json(args, output)
     return common.EXIT_FAILED if failed else common.EXIT_OK
 
 
-def _run_levels(
+def attach_target(args: argparse.Namespace) -> AttachedServer:
+    """The server at --url, its key from --api-key-env; CliError in the user's words when it fails."""
+    model = args.model if getattr(args, "model", "embedded") not in (None, "", "embedded") else None
+    try:
+        return attach(args.url, args.api_key_env, model=model)
+    except AttachError as exc:
+        raise common.CliError(exc.message, common.EXIT_FAILED, **exc.params) from None
+
+
+def run_attached(args: argparse.Namespace, plan: BenchPlan) -> int:
+    if args.assignments:
+        raise common.CliError(
+            N_("--set changes a server the factory starts; it cannot change the one at --url.")
+        )
+    target = attach_target(args)
+    print(
+        translate(
+            N_("Measuring {model} at {url} (not started by the factory)."),
+            args.lang,
+            model=target.served_name,
+            url=target.base_url,
+        ),
+        flush=True,
+    )
+    workload = workload_of(args)
+    store = open_history(args)
+    label = plan.label(args.preset or "synthetic") + " @ " + target.base_url
+    run_id = _create_run(store, target.describe(), label, "attached")
+    levels: list[dict[str, Any]] = []
+    try:
+        measure(args, plan, target, workload, store, run_id, levels)
+    finally:
+        failed = _failed_levels(plan, levels)
+        summary = {
+            "preset": args.preset,
+            "shape": plan.shape,
+            "attached": target.describe(),
+            "levels": levels,
+        }
+        _finish(store, run_id, summary, "failed" if failed else "done")
+    output = {"preset": args.preset, "attached": target.describe(), "workload": workload.to_dict()}
+    output.update({"shape": plan.shape, "levels": levels, "history_run_id": run_id})
+    write_json(args, output)
+    return common.EXIT_FAILED if failed else common.EXIT_OK
+
+
+def _failed_levels(plan: BenchPlan, levels: list[dict[str, Any]]) -> bool:
+    if any(level["errors"] for level in levels):
+        return True
+    return not levels if plan.shape == "sweep" else len(levels) < len(plan.levels)
+
+
+def measure(
     args: argparse.Namespace,
-    manager: ServerManager,
+    plan: BenchPlan,
+    target: AttachedServer,
     workload: Workload,
     store: HistoryStore | None,
     run_id: int | None,
     levels: list[dict[str, Any]],
 ) -> None:
-    workload = workload.calibrated(manager.base_url, manager.served_name, manager.api_key)
+    """Run the plan against `target`; each level is printed and stored as soon as it is measured."""
+    workload = workload.calibrated(target.base_url, target.served_name, target.api_key)
 
-    def on_level(result: LoadResult) -> None:
-        row = level_row(result)
+    def keep(row: dict[str, Any]) -> None:
         levels.append(row)
         if store is not None and run_id is not None:
             store.add_row(run_id, row)
         print_level(row, args.lang)
 
+    if plan.shape == "sweep":
+        loadgen.run_sweep(
+            target.base_url,
+            target.served_name,
+            workload,
+            requests_per_step=plan.base.requests or args.requests,
+            rates=args.sweep_rates,
+            api_key=target.api_key,
+            limits=plan.base.limits,
+            step_s=plan.base.duration_s,
+            on_step=_sweep_keeper(keep, args.lang),
+            timeout_s=REQUEST_TIMEOUT_S,
+        )
+        return
     loadgen.run_levels(
-        manager.base_url,
-        manager.served_name,
+        target.base_url,
+        target.served_name,
         workload,
-        args.concurrency,
-        requests_per_level=args.requests,
-        api_key=manager.api_key,
-        on_level=on_level,
+        [int(v) if plan.shape == "concurrency" else v for v in plan.levels],
+        api_key=target.api_key,
+        on_level=lambda result: keep(level_row(result)),
         warmup=1,
+        plan=plan.base,
+        watch_metrics=True,
     )
 
 
+def _sweep_keeper(keep: Callable[[dict[str, Any]], None], lang: str) -> Callable[[SweepStep], None]:
+    def on_step(step: SweepStep) -> None:
+        row = level_row(step.result) | {
+            "step": step.kind,
+            "oversaturated": step.oversaturated,
+            "saturation_reason": step.reason,
+        }
+        keep(row)
+        if step.oversaturated:
+            print(translate(N_("Over-saturated ({reason}): the sweep stops here."), lang, reason=step.reason))
+
+    return on_step
+
+
+# ---------------------------------------------------------------------------------------------- printing
+
+
 def print_level(row: dict[str, Any], lang: str) -> None:
-    print(
-        translate(
-            N_(
-                "{concurrency} at once: first token {ttft} ms (p90 {ttft90}), per token {itl} ms, "
-                "answer {e2e} ms (p90 {e2e90}, p99 {e2e99}), {rps} answers/s, {tps} tokens/s, {errors} errors"
+    print(f"[{_level_name(row)}] " + level_text(row, lang), flush=True)
+    clocks = row.get("clocks") or {}
+    if clocks:
+        print("    " + clocks_text(clocks, lang), flush=True)
+    if row.get("goodput") is not None:
+        print(
+            "    "
+            + translate(
+                N_("goodput: {share} % of requests within the limits ({rate} per second)"),
+                lang,
+                share=_fmt(row["goodput"] * 100, 0),
+                rate=_fmt(row["goodput_per_s"], 2),
             ),
-            lang,
-            concurrency=row["concurrency"],
-            ttft=_fmt(row["ttft_p50_ms"]),
-            ttft90=_fmt(row["ttft_p90_ms"]),
-            itl=_fmt(row["itl_p50_ms"]),
-            e2e=_fmt(row["e2e_p50_ms"]),
-            e2e90=_fmt(row["e2e_p90_ms"]),
-            e2e99=_fmt(row["e2e_p99_ms"]),
-            rps=_fmt(row["requests_per_s"], 2),
-            tps=_fmt(row["output_tokens_per_s"]),
-            errors=row["errors"],
+            flush=True,
+        )
+    for error, count in (row.get("error_kinds") or {}).items():
+        print("    " + translate(N_("{count} x {error}"), lang, count=count, error=error), flush=True)
+
+
+def _level_name(row: dict[str, Any]) -> str:
+    step = row.get("step")
+    if row.get("shape") in ("poisson", "constant"):
+        name = f"{row['shape']} {row['rate']:g}/s"
+    elif row.get("shape") == "throughput":
+        name = "all at once" + (f" (cap {row['concurrency']})" if row.get("concurrency") else "")
+    else:
+        name = f"c={row.get('concurrency')}"
+    return f"{step}: {name}" if step and step != "rate" else name
+
+
+def level_text(row: dict[str, Any], lang: str) -> str:
+    return translate(
+        N_(
+            "first token {ttft} ms (p90 {ttft90}), per token {itl} ms, "
+            "answer {e2e} ms (p90 {e2e90}, p99 {e2e99}), {rps} answers/s, {tps} tokens/s, {errors} errors"
         ),
-        flush=True,
+        lang,
+        ttft=_fmt(row["ttft_p50_ms"]),
+        ttft90=_fmt(row["ttft_p90_ms"]),
+        itl=_fmt(row["itl_p50_ms"]),
+        e2e=_fmt(row["e2e_p50_ms"]),
+        e2e90=_fmt(row["e2e_p90_ms"]),
+        e2e99=_fmt(row["e2e_p99_ms"]),
+        rps=_fmt(row["requests_per_s"], 2),
+        tps=_fmt(row["output_tokens_per_s"]),
+        errors=row["errors"],
+    )
+
+
+def clocks_text(clocks: dict[str, Any], lang: str) -> str:
+    return translate(
+        N_(
+            "first token by three clocks (means): first byte {byte} ms, first text {content} ms, "
+            "vLLM's own {server} ms (of which queue {queue} ms)"
+        ),
+        lang,
+        byte=_fmt(clocks.get("first_byte_mean_ms")),
+        content=_fmt(clocks.get("first_content_mean_ms")),
+        server=_fmt(clocks.get("server_mean_ms")),
+        queue=_fmt(clocks.get("queue_mean_ms")),
     )
 
 
 # ---------------------------------------------------------------------------------------------- history
 
 
-def _create_run(store: HistoryStore | None, config: ServerConfig, label: str, backend: str) -> int | None:
+def _create_run(store: HistoryStore | None, config: dict[str, Any], label: str, backend: str) -> int | None:
     if store is None:
         return None
-    return store.create_run("load", mask_config(config), label=label, backend=backend)
+    return store.create_run("load", config, label=label, backend=backend)
 
 
 def _set_startup(store: HistoryStore | None, run_id: int | None, report: StartupReport) -> None:
@@ -233,6 +528,12 @@ def write_json(args: argparse.Namespace, data: dict[str, Any]) -> None:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(data, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
     print(translate(N_("Report written to {path}"), args.lang, path=str(args.json)))
+
+
+def _rounded_dict(data: dict[str, Any] | None) -> dict[str, Any] | None:
+    if data is None:
+        return None
+    return {k: (round(v, 2) if isinstance(v, float) else v) for k, v in data.items()}
 
 
 def _round(value: float | None, digits: int = 2) -> float | None:

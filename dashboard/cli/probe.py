@@ -8,7 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from dashboard.cli import common
+from dashboard.cli.bench import add_attach_options, attach_target
+from dashboard.engine import presets
 from dashboard.i18n import N_, translate
+from dashboard.measure.attach import probe_attached
 from dashboard.measure.probe import run_probe
 
 
@@ -20,6 +23,7 @@ def register(subparsers, _) -> None:
     )
     common.add_config_options(parser, _, preset_required=True)
     parser.add_argument("--requests", type=int, default=3, help=_(N_("how many times to send the request")))
+    add_attach_options(parser, _)
     parser.add_argument("--json", type=Path, required=True, help=_(N_("file to write the report to")))
     parser.set_defaults(func=run)
 
@@ -29,7 +33,37 @@ def run(args: argparse.Namespace) -> int:
     if args.requests < 1:
         raise common.CliError(N_("--requests must be at least 1."))
     common.overrides(args)  # refuse a bad --set before starting anything
-    report = run_probe(
+    if args.url:
+        report = _probe_attached(args)
+    elif args.api_key_env:
+        raise common.CliError(N_("--api-key-env goes with --url."))
+    else:
+        report = _probe_started(args)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
+    _print_summary(report, lang)
+    print(translate(N_("Report written to {path}"), lang, path=str(args.json)))
+    return common.EXIT_OK if report["error"] is None else common.EXIT_FAILED
+
+
+def _probe_attached(args: argparse.Namespace) -> dict[str, Any]:
+    """Measure the server at --url (never restarted): the preset's request, a latency budget, /metrics."""
+    if args.assignments:
+        raise common.CliError(
+            N_("--set changes a server the factory starts; it cannot change the one at --url.")
+        )
+    target = attach_target(args)
+    return probe_attached(
+        target,
+        presets.get(args.preset).request,
+        requests=args.requests,
+        on_request=lambda index, record: _print_request(index, record, args.lang),
+    )
+
+
+def _probe_started(args: argparse.Namespace) -> dict[str, Any]:
+    lang = args.lang
+    return run_probe(
         args.preset,
         common.overrides(args),
         common.workdir(args),
@@ -40,11 +74,6 @@ def run(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         model=args.model,
     )
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
-    _print_summary(report, lang)
-    print(translate(N_("Report written to {path}"), lang, path=str(args.json)))
-    return common.EXIT_OK if report["error"] is None else common.EXIT_FAILED
 
 
 def _print_request(index: int, record: dict[str, Any], lang: str) -> None:
@@ -69,7 +98,8 @@ def _print_request(index: int, record: dict[str, Any], lang: str) -> None:
 
 
 def _print_summary(report: dict[str, Any], lang: str) -> None:
-    print(report["command_text"])
+    if report.get("command_text"):
+        print(report["command_text"])
     if report.get("ready_s") is not None:
         print(
             translate(
