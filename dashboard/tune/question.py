@@ -13,12 +13,14 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from dashboard.i18n import N_
+
 METRICS = ("e2e", "ttft", "itl")
 PERCENTILES = (50, 90, 99)
 THROUGHPUT = "throughput"
 METRIC_ALIASES = {"tpot": "itl", "token": "itl", "answer": "e2e", "first-token": "ttft"}
-_GOAL = re.compile(r"^p(\d{2})-([a-z-]+)$")
-_LIMIT = re.compile(r"^p(\d{2})-([a-z-]+)\s*(<=|=)\s*([0-9.]+)\s*(ms|s)?$")
+_GOAL = re.compile(r"^p(\d{2})-([a-z0-9-]+)$")
+_LIMIT = re.compile(r"^p(\d{2})-([a-z0-9-]+)\s*(<=|=)\s*([0-9.]+)\s*(ms|s)?$")
 
 
 class QuestionError(ValueError):
@@ -66,7 +68,7 @@ def _metric(word: str) -> str:
     word = METRIC_ALIASES.get(word, word)
     if word not in METRICS:
         raise QuestionError(
-            "Unknown measure {word}: use e2e (whole answer), ttft (first token) or itl (time per token).",
+            N_("Unknown measure {word}: use e2e (whole answer), ttft (first token) or itl (time per token)."),
             word=word,
         )
     return word
@@ -75,7 +77,7 @@ def _metric(word: str) -> str:
 def _percentile(text: str) -> int:
     value = int(text)
     if value not in PERCENTILES:
-        raise QuestionError("Use p50, p90 or p99, not p{value}.", value=value)
+        raise QuestionError(N_("Use p50, p90 or p99, not p{value}."), value=value)
     return value
 
 
@@ -87,7 +89,7 @@ def parse_goal(text: str) -> Goal:
     match = _GOAL.match(text)
     if not match:
         raise QuestionError(
-            "The goal {text} is not understood. Write it like p50-e2e, p90-ttft, p50-itl or throughput.",
+            N_("The goal {text} is not understood. Write it like p50-e2e, p90-ttft, p50-itl or throughput."),
             text=text,
         )
     return Goal(_metric(match.group(2)), _percentile(match.group(1)))
@@ -98,11 +100,11 @@ def parse_limit(text: str) -> Limit:
     match = _LIMIT.match(text.strip().lower())
     if not match:
         raise QuestionError(
-            "The limit {text} is not understood. Write it like p90-ttft=50ms.", text=text.strip()
+            N_("The limit {text} is not understood. Write it like p90-ttft=50ms."), text=text.strip()
         )
     value = float(match.group(4)) * (1000.0 if match.group(5) == "s" else 1.0)
     if value <= 0:
-        raise QuestionError("A limit must be more than 0 ms.")
+        raise QuestionError(N_("A limit must be more than 0 ms."))
     return Limit(_metric(match.group(2)), _percentile(match.group(1)), value)
 
 
@@ -113,9 +115,9 @@ class Load:
 
     def __post_init__(self) -> None:
         if self.rate is not None and self.rate <= 0:
-            raise QuestionError("The request rate must be more than 0 per second.")
+            raise QuestionError(N_("The request rate must be more than 0 per second."))
         if self.rate is None and (self.concurrency is None or self.concurrency < 1):
-            raise QuestionError("The number of requests at once must be at least 1.")
+            raise QuestionError(N_("The number of requests at once must be at least 1."))
 
     def text(self) -> str:
         if self.rate is not None:
@@ -142,12 +144,12 @@ class TuneQuestion:
     def __post_init__(self) -> None:
         if self.goal.metric == THROUGHPUT and self.limit is None:
             raise QuestionError(
-                "The throughput goal needs a latency limit to keep, for example --limit p90-ttft=50ms."
+                N_("The throughput goal needs a latency limit to keep, for example --limit p90-ttft=50ms.")
             )
         if self.minutes <= 0:
-            raise QuestionError("The time budget must be more than 0 minutes.")
+            raise QuestionError(N_("The time budget must be more than 0 minutes."))
         if self.memory_gib is not None and self.memory_gib <= 0:
-            raise QuestionError("The memory budget must be more than 0 GiB.")
+            raise QuestionError(N_("The memory budget must be more than 0 GiB."))
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -3,6 +3,7 @@ baseline measured in the same run, every trial, the knobs' effects and the verdi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -88,13 +89,48 @@ def knob_effects(tuner: Tuner) -> list[dict[str, Any]]:
                 "value_ms": estimate.value,
                 "baseline_ms": base_estimate.value,
                 "change": intervals.relative_change(estimate.value, base_estimate.value),
-                "clear": (not intervals.overlap(estimate, base_estimate))
-                or record.get("state") == "stopped_early",
+                "clear": apart(record, base, goal.metric, estimate, base_estimate),
                 "answer_changed": record.get("answer_matches") is False,
                 "error": record.get("error"),
             }
         )
     return sorted(effects, key=lambda e: e["change"] if e["change"] is not None else 9e9)
+
+
+def apart(
+    record: Mapping[str, Any],
+    base: Mapping[str, Any],
+    metric: str,
+    estimate: Estimate,
+    base_estimate: Estimate,
+) -> bool:
+    """Whether a value alone clearly moved the goal away from the baseline: the two intervals do not
+    overlap or, after only a first look (too few answers for an interval), all its answers lie beyond
+    90% of the baseline's (slower than its p90, or faster than its p10)."""
+    if estimate.has_interval and base_estimate.has_interval:
+        return not intervals.overlap(estimate, base_estimate)
+    if metric == "throughput":
+        return False
+    samples = (record.get("samples") or {}).get(f"{metric}_ms") or []
+    base_samples = (base.get("samples") or {}).get(f"{metric}_ms") or []
+    if not samples or len(base_samples) < 2:
+        return False
+    slow_edge = intervals.percentile(base_samples, 90) or 0.0
+    fast_edge = intervals.percentile(base_samples, 10) or 0.0
+    return min(samples) > slow_edge or max(samples) < fast_edge
+
+
+def answer_changers(tuner: Tuner) -> list[dict[str, Any]]:
+    """The knob values that changed the answer: those tried alone first; combinations only when no
+    single value explains them."""
+    changed = [r for r in tuner.records.values() if r.get("answer_matches") is False]
+    singles = {(k, json.dumps(v)) for r in changed if len(r["changes"]) == 1 for k, v in r["changes"].items()}
+    found = [{"knob": k, "value": json.loads(v)} for k, v in sorted(singles)]
+    for record in changed:
+        pairs = {(k, json.dumps(v)) for k, v in record["changes"].items()}
+        if len(pairs) > 1 and not pairs & singles:
+            found.append({"knob": None, "changes": dict(record["changes"])})
+    return found
 
 
 def build_report(tuner: Tuner, stopped: bool, duration_s: float) -> dict[str, Any]:
@@ -127,9 +163,7 @@ def build_report(tuner: Tuner, stopped: bool, duration_s: float) -> dict[str, An
         "trials": [trial_entry(r, goal.key) for r in sorted(tuner.records.values(), key=_order)],
         "confirmations": [trial_entry(r, goal.key) for r in tuner.confirmed.values()],
         "effects": knob_effects(tuner),
-        "answer_changers": sorted(
-            {_changes_text(r["changes"]) for r in tuner.records.values() if r.get("answer_matches") is False}
-        ),
+        "answer_changers": answer_changers(tuner),
         "server_starts": dict(tuner.starts),
         "stopped": stopped,
         "duration_s": round(duration_s, 1),
@@ -158,10 +192,6 @@ def _entry_or_none(tuner: Tuner, record: Mapping[str, Any] | None, params: Mappi
 def _order(record: Mapping[str, Any]) -> tuple[int, float]:
     number = record.get("number")
     return (number if number is not None else 10**9, record.get("at_s") or 0.0)
-
-
-def _changes_text(changes: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in sorted(changes.items())) or "baseline"
 
 
 def breakdown(best: Mapping[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,6 @@ same study, and trials already measured are not measured again.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import threading
 import time
@@ -361,13 +360,15 @@ class Tuner:
             return False
 
     def _request_variants(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-        knobs = self.space.request_knobs
-        variants = []
-        for values in itertools.product(*(k.values for k in knobs)):
-            candidate = {**params, **{k.name: v for k, v in zip(knobs, values, strict=True)}}
-            if params_key(candidate) not in self.records and candidate != dict(params):
-                variants.append(candidate)
-        return variants
+        """While a new server runs: the request-side values of the best trial so far, if they differ."""
+        best = self.best_record(SEARCH)
+        if best is None:
+            return []
+        names = [k.name for k in self.space.request_knobs]
+        candidate = {**params, **{n: best["params"].get(n) for n in names if n in best["params"]}}
+        if candidate == dict(params) or params_key(candidate) in self.records:
+            return []
+        return [candidate]
 
     def _tell_again(self, trial: optuna.Trial, record: Mapping[str, Any]) -> None:
         value = goal_estimate(record, self.goal.key).value

@@ -28,17 +28,33 @@ def number(value: float | None, lang: str, digits: int = 0) -> str:
 
 
 def knob_text(knob: str, value: Any, lang: str) -> str:
-    """'--dtype float32', 'compact JSON', 'max_tokens 25' (flag names are the same in both languages)."""
+    """'--dtype float32', '--structured-outputs-config (xgrammar · no whitespace)', 'compact JSON',
+    'max_tokens 25': flag names stay as vLLM spells them; friendly names of JSON values are translated."""
     if knob == "compact_json":
         return translate(REQUEST_NAMES[knob], lang)
     if knob == "max_tokens":
         return f"max_tokens {value}"
-    from dashboard.engine import flags
+    from dashboard.engine import flag_texts, flags
 
-    cli = flags.get(knob).cli if knob in flags.catalog() else knob
+    if knob not in flags.catalog():
+        return f"{knob} {value}"
+    flag = flags.get(knob)
     if isinstance(value, bool):
-        return cli if value else "--no-" + cli.removeprefix("--")
-    return f"{cli} {value}"
+        return flag.cli if value else "--no-" + flag.cli.removeprefix("--")
+    friendly = flag_texts.texts_for(flag.texts).choices.get(str(value))
+    if friendly and str(value).startswith("{"):
+        return f"{flag.cli} ({translate(friendly, lang)})"
+    return f"{flag.cli} {value}"
+
+
+def changers_text(changers: list[Mapping[str, Any]], lang: str) -> str:
+    items = []
+    for item in changers:
+        if item.get("knob"):
+            items.append(knob_text(item["knob"], item["value"], lang))
+        else:
+            items.append(" + ".join(knob_text(k, v, lang) for k, v in item["changes"].items()))
+    return "; ".join(items)
 
 
 def _interval(estimate: Estimate, lang: str, unit: str) -> str:
@@ -155,7 +171,7 @@ def _answers(report: Mapping[str, Any], lang: str) -> list[str]:
             translate(
                 N_("These settings changed the answer itself at temperature 0: {items}."),
                 lang,
-                items="; ".join(changers),
+                items=changers_text(changers, lang),
             )
         ]
     if report.get("trials"):
