@@ -167,7 +167,7 @@ def field_label(key: str, _: Translate = _identity) -> str | None:
     if not dot:
         base, _sep, stat = key.rpartition("_")
     if base in FIELD_LABELS and stat in STAT_LABELS:
-        return f"{_(FIELD_LABELS[base])} · {_(STAT_LABELS[stat])}"
+        return " · ".join((_(FIELD_LABELS[base]), _(STAT_LABELS[stat])))
     return None
 
 

@@ -226,7 +226,7 @@ def _draw_folded_card(flag: Flag, texts: Any, backend: str) -> None:
         note = texts.notes.get(backend)
         if note:
             st.caption(f":material/block: {ui_i18n.tr(note)}")
-        with st.expander(_("What it does on a machine that has one"), icon=":material/visibility:"):
+        with st.expander(_("What it does on a machine with a GPU"), icon=":material/visibility:"):
             st.markdown(f":material/toys: {ui_i18n.tr(texts.analogy)}")
             st.markdown("**" + _("What you will see") + f":** {ui_i18n.tr(texts.observe)}")
 
