@@ -86,9 +86,16 @@ def status_card(snap: Any) -> None:
     _ = ui_i18n.translator()
     with st.container(border=True):
         st.markdown("**" + _("The factory now") + "**")
-        text, colour, icon = status_badge(snap.status)
+        crashed = (
+            snap.status == "failed" and snap.problem is not None and snap.problem.code == "server_crashed"
+        )
+        text, colour, icon = (
+            (_("Crashed"), "red", ":material/heart_broken:") if crashed else status_badge(snap.status)
+        )
         st.badge(text, color=colour, icon=icon)
-        if snap.status == "ready":
+        if crashed:
+            st.caption(_("It stopped on its own while it was running: its last log lines are below."))
+        elif snap.status == "ready":
             st.caption(_("Taking orders at {url}").format(url=f"`{snap.base_url}`"))
             if snap.report is not None and snap.report.ready_s is not None:
                 st.caption(_("Ready after {seconds}.").format(seconds=ui_i18n.seconds(snap.report.ready_s)))

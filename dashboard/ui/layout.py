@@ -81,6 +81,21 @@ def machine_line() -> None:
         st.caption(_("vLLM {version}").format(version=version))
 
 
+def history_alert() -> None:
+    """A history write that failed is said on every page, with what to do (never swallowed)."""
+    problem = state.history_problem()
+    if problem is None:
+        return
+    _ = ui_i18n.translator()
+    st.error(
+        _(
+            "The history could not be saved ({error}). What you measure now is shown but not kept: free "
+            "some disk space, or close the program that holds the history file, then try again."
+        ).format(error=problem.error),
+        icon=":material/database:",
+    )
+
+
 def draw_sidebar() -> None:
     st.session_state[SEEN_STATUS_KEY] = state.get_manager().snapshot().status
     memory_marks.ensure_started()  # memory samples and restart marks from the app's first page on
@@ -88,3 +103,4 @@ def draw_sidebar() -> None:
         language_switch()
         server_status()
         machine_line()
+        history_alert()

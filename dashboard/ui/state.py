@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,9 +38,35 @@ def get_store():
         from dashboard.history.store import HistoryStore
 
         return HistoryStore()
-    except Exception:  # a missing module or an unreadable file must not take the pages down
-        log.exception("history store unavailable")
+    except Exception as exc:  # a missing module or an unreadable file must not take the pages down
+        history_failed("open", exc)
         return None
+
+
+@dataclass
+class _HistoryHealth:
+    """The last time the history could not be written (shown on every page, never swallowed)."""
+
+    what: str = ""
+    error: str = ""
+    at: float = 0.0
+
+
+@st.cache_resource(show_spinner=False)
+def _history_health() -> _HistoryHealth:
+    return _HistoryHealth()
+
+
+def history_failed(what: str, exc: BaseException) -> None:
+    """Remember (and log) that the history could not be written: disk full, database locked or damaged."""
+    log.error("history write failed (%s)", what, exc_info=exc)
+    health = _history_health()
+    health.what, health.error, health.at = what, f"{type(exc).__name__}: {exc}", time.time()
+
+
+def history_problem() -> _HistoryHealth | None:
+    health = _history_health()
+    return health if health.at else None
 
 
 @st.cache_resource(show_spinner=False)
@@ -87,7 +114,7 @@ def model_facts(model: str) -> tuple[ModelFacts, ModelShape | None, Problem | No
 
 @dataclass
 class _FinishedStarts:
-    seen: set[float] = field(default_factory=set)
+    seen: set[tuple[float, str | None]] = field(default_factory=set)  # (start, error code)
     last: Any = None  # the newest finished StartupReport, shown as "previous start" during a restart
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -108,10 +135,11 @@ def record_finished_start(snapshot: Any) -> None:
     if report is None or snapshot.status not in ("ready", "failed"):
         return
     finished = _finished_starts()
+    mark = (report.started_at, report.error.code if report.error else None)  # a crash after ready: new
     with finished.lock:
-        if report.started_at in finished.seen:
+        if mark in finished.seen:
             return
-        finished.seen.add(report.started_at)
+        finished.seen.add(mark)
         finished.last = report
     store = get_store()
     if store is None:
@@ -127,5 +155,5 @@ def record_finished_start(snapshot: Any) -> None:
             "error": report.error.code if report.error else None,
         }
         store.finish_run(run_id, summary, status="done" if report.ok else "failed")
-    except Exception:
-        log.exception("could not record the startup report")
+    except Exception as exc:
+        history_failed("startup", exc)

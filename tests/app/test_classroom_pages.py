@@ -124,3 +124,76 @@ def test_trust_remote_code_needs_an_explicit_yes(manager: StandInManager) -> Non
     at.checkbox(key="classroom.confirm.remote_code").check().run()
     at.button(key="factory.apply").click().run()
     assert len(manager.applied) == 1 and manager.applied[0].get("trust_remote_code") is True
+
+
+# ------------------------------------------------------------------------------------------ nothing lost
+
+
+class LockedStore:
+    """A history whose database is locked: every write fails."""
+
+    def create_run(self, *args, **kwargs):
+        import sqlite3
+
+        raise sqlite3.OperationalError("database is locked")
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: []
+
+
+class KeepingStore:
+    def __init__(self) -> None:
+        self.runs: list[tuple[str, str]] = []
+
+    def create_run(self, kind, config, **kwargs):
+        self.runs.append((kind, ""))
+        return len(self.runs)
+
+    def set_startup(self, run_id, report):
+        pass
+
+    def finish_run(self, run_id, summary, status="done"):
+        kind, _ = self.runs[run_id - 1]
+        self.runs[run_id - 1] = (kind, status)
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: []
+
+
+def test_a_history_write_that_fails_is_shown_not_swallowed(manager: StandInManager, monkeypatch) -> None:
+    from dashboard.ui import state
+
+    state._history_health.clear()
+    monkeypatch.setattr(state, "get_store", lambda: LockedStore())
+    snap = ready_snapshot(default_config("cpu"))
+    manager.snap = snap
+    at = open_app("en")
+    errors = " ".join(str(element.value) for element in at.sidebar.error)
+    assert "The history could not be saved" in errors and "database is locked" in errors
+    state._history_health.clear()
+
+
+def test_a_crashed_server_is_shown_as_crashed_with_its_log_and_kept_in_history(
+    manager: StandInManager, monkeypatch
+) -> None:
+    from dataclasses import replace
+
+    from dashboard.ui import state
+
+    store = KeepingStore()
+    monkeypatch.setattr(state, "get_store", lambda: store)
+    state._finished_starts.clear()
+    ready = ready_snapshot(default_config("cpu"))
+    manager.snap = ready
+    at = open_app("en")
+    crash = Problem(
+        "server_crashed", "The server stopped on its own (exit code {exit_code}).", None, {"exit_code": -9}
+    )
+    report = replace(ready.report, error=crash, log_tail=["... engine core died: out of memory"])
+    manager.snap = replace(ready, status="failed", problem=crash, report=report)
+    at.run()
+    page = texts(at)
+    assert "Crashed" in page
+    assert any("engine core died" in str(code.value) for code in at.code)  # the last log lines
+    assert "stopped on its own" in page
+    assert [status for _kind, status in store.runs] == ["done", "failed"]
