@@ -26,20 +26,20 @@ def is_carousel(manager: Any) -> bool:
 
 
 def _flip(manager: Any, slot_id: int) -> None:
-    if not ui_roles.require_presenter(ui_i18n.translator()("switch servers")) or not ui_roles.not_held(
-        manager
-    ):
-        return
-    manager.flip(slot_id, owner=ui_roles.who())
+    _ = ui_i18n.translator()
+    if ui_roles.require_presenter(_("switch servers")) and ui_roles.not_held(manager):
+        manager.flip(slot_id, owner=ui_roles.who())
 
 
 def _pin(manager: Any, slot_id: int, pinned: bool) -> None:
-    if ui_roles.require_presenter(ui_i18n.translator()("pin a server")):
+    _ = ui_i18n.translator()
+    if ui_roles.require_presenter(_("pin a server")):
         manager.pin(slot_id, pinned)
 
 
 def _evict(manager: Any, slot_id: int) -> None:
-    if ui_roles.require_presenter(ui_i18n.translator()("stop a warm server")) and ui_roles.not_held(manager):
+    _ = ui_i18n.translator()
+    if ui_roles.require_presenter(_("stop a warm server")) and ui_roles.not_held(manager):
         manager.evict(slot_id, owner=ui_roles.who())
 
 
