@@ -500,6 +500,7 @@ class ServerManager:
         _record_tree(launch)
         processes = _known_processes(launch)
         _signal_group(launch, processes, signal.SIGTERM)
+        _signal_group(launch, processes, signal.SIGCONT)  # a paused carousel server acts on it at once
         alive = _wait_gone(processes, grace)
         seen = {process.pid for process in alive}
         late = [p for p in _session_processes(launch.pid, launch.started_at) if p.pid not in seen]

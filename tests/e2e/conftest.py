@@ -104,15 +104,16 @@ def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
 
 
 def processes_in(folder: Path) -> list[psutil.Process]:
-    """Live processes whose working folder is `folder`: the app's ServerManager starts vLLM in its runs/
-    folder, and every process of the server (API server, engine core) inherits it."""
+    """Live processes working in `folder` or below it: the app's carousel starts each vLLM server in a
+    folder of its own inside runs/, and every process of the server (API server, engine core) inherits
+    it; the carousel's prepared starter works in runs/ itself."""
     target = folder.resolve()
     found = []
     for process in psutil.process_iter(["pid"]):
         if process.pid == os.getpid():
             continue
         with contextlib.suppress(psutil.Error, OSError):
-            if Path(process.cwd()).resolve() == target:
+            if Path(process.cwd()).resolve().is_relative_to(target):
                 found.append(process)
     return alive(found)
 

@@ -212,6 +212,14 @@ def server_command_line(vllm_port: int, runs_dir) -> list[str]:
     return []
 
 
+def serving_port(page: Page, lang: str) -> int:
+    """The port of the server in use, as the status card shows it ("Taking orders at http://…:PORT")."""
+    text = main_area(page).get_by_text(prefix(translator(lang)("Taking orders at {url}"))).first.inner_text()
+    match = re.search(r"127\.0\.0\.1:(\d+)", text)
+    assert match, text
+    return int(match.group(1))
+
+
 def flag_value(words: list[str], option: str) -> str | None:
     return words[words.index(option) + 1] if option in words else None
 
@@ -259,15 +267,18 @@ def test_learner_rebuilds_the_factory_and_gets_a_streamed_answer(lang, lego_app,
     shots.take(page, "ready", lang, full_page=True)
 
     # 4. The server really runs with the new value: its own command line, the page's record of it, its API.
-    words = server_command_line(lego_app.vllm_port, lego_app.runs_dir)
+    #    (The carousel keeps the server of an earlier test warm on the chosen port, so a new one may take
+    #    the next free port: the status card says which.)
+    port = serving_port(page, lang)
+    words = server_command_line(port, lego_app.runs_dir)
     assert flag_value(words, "--max-num-seqs") == str(lanes), words
     command = (
         main_area(page).get_by_test_id("stExpander").filter(has_text=_("The exact command of this start"))
     )
     command.get_by_text(_("The exact command of this start")).click()
     expect(command.get_by_test_id("stCode")).to_contain_text(f"--max-num-seqs {lanes}")
-    expect(command.get_by_test_id("stCode")).to_contain_text(f"--port {lego_app.vllm_port}")
-    answer = httpx.get(f"http://127.0.0.1:{lego_app.vllm_port}/v1/models", timeout=10, trust_env=False)
+    expect(command.get_by_test_id("stCode")).to_contain_text(f"--port {port}")
+    answer = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=10, trust_env=False)
     assert answer.status_code == 200
     assert models.EMBEDDED_NAME in [entry["id"] for entry in answer.json()["data"]], answer.text
 
@@ -317,6 +328,37 @@ def test_learner_rebuilds_the_factory_and_gets_a_streamed_answer(lang, lego_app,
         )
         wait_until_idle(page)
         shots.take(page, "factory-1920", lang, full_page=True)
+
+
+@pytest.mark.parametrize("lang", ["vi", "en"])
+def test_the_carousel_strip_flips_back_to_a_warm_setting_without_a_start(lang, lego_app, browser_page, shots):
+    """After the two tours, both servers are warm: the strip flips between them in seconds."""
+    page = browser_page
+    _ = translator(lang)
+    open_factory(page, lego_app.url, lang)
+    strip = page.locator(".st-key-carousel_strip")
+    expect(strip).to_contain_text(_("The carousel of warm servers"), timeout=PAGE_TIMEOUT_MS)
+    waiting = strip.get_by_text(_("Paused, ready in a second"))
+    if not waiting.count():
+        pytest.skip("one warm server only: this test follows the tour tests of this module")
+    strip.evaluate("el => el.scrollIntoView({block: 'center'})")
+    shots.take(page, "carousel-strip", lang)
+    before = serving_port(page, lang)
+    started = time.monotonic()
+    strip.get_by_role("button", name=_("Flip to this one")).first.click()
+    expect(main_area(page).get_by_text(prefix(_("Taking orders at {url}")))).not_to_contain_text(
+        f":{before}", timeout=PAGE_TIMEOUT_MS
+    )
+    flipped_s = time.monotonic() - started
+    after = serving_port(page, lang)
+    assert after != before
+    answer = httpx.get(f"http://127.0.0.1:{after}/v1/models", timeout=10, trust_env=False)
+    assert answer.status_code == 200
+    expect(strip.get_by_text(_("In use"))).to_have_count(1)
+    expect(strip.get_by_text(_("Paused, ready in a second"))).to_have_count(1)
+    print(f"[{lang}] flipped from port {before} to {after}; the page showed it after {flipped_s:.1f} s")
+    strip.evaluate("el => el.scrollIntoView({block: 'center'})")
+    shots.take(page, "carousel-flipped", lang)
 
 
 def test_closing_the_app_stops_its_vllm_server(lego_app):
