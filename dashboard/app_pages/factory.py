@@ -75,7 +75,8 @@ def _reset_to_server(config: ServerConfig) -> None:
 
 
 def _stop(manager: Any) -> None:
-    if ui_roles.require_presenter(ui_i18n.translator()("stop the factory")) and ui_roles.not_held(manager):
+    _ = ui_i18n.translator()
+    if ui_roles.require_presenter(_("stop the factory")) and ui_roles.not_held(manager):
         manager.stop()
 
 

@@ -166,12 +166,14 @@ def allow_order(count: int = 1) -> bool:
 
 
 def _set_rate() -> None:
-    if require_presenter(ui_i18n.translator()("change the visitors' order limit")):
+    _ = ui_i18n.translator()
+    if require_presenter(_("change the visitors' order limit")):
         settings().limiter.set_rate(int(st.session_state["classroom.rate"]))
 
 
 def _set_model_root() -> None:
-    if not require_presenter(ui_i18n.translator()("change the local model folder")):
+    _ = ui_i18n.translator()
+    if not require_presenter(_("change the local model folder")):
         return
     text = str(st.session_state.get("classroom.model_root") or "").strip()
     settings().model_root = Path(text).expanduser().resolve() if text else None
