@@ -41,6 +41,7 @@ def register(subparsers, _) -> None:
         "bench",
         help=_(N_("measure a preset's request in a load shape, on a server it starts or one at --url")),
         parents=[common.language_option(_)],
+        allow_abbrev=False,  # `--api-key KEY` must not pass for `--api-key-env`
     )
     common.add_config_options(parser, _, preset_required=False)
     add_load_options(parser, _)

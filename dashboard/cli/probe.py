@@ -20,6 +20,7 @@ def register(subparsers, _) -> None:
         "probe",
         help=_(N_("start a server for a preset, time its request, stop, write JSON")),
         parents=[common.language_option(_)],
+        allow_abbrev=False,  # `--api-key KEY` must not pass for `--api-key-env`
     )
     common.add_config_options(parser, _, preset_required=True)
     parser.add_argument("--requests", type=int, default=3, help=_(N_("how many times to send the request")))

@@ -11,6 +11,7 @@ Problems are `AttachError`s carrying an English msgid and its parameters, for th
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from dashboard.measure import budget, metrics, probe
 from dashboard.measure.client import auth_headers, chat_once, tls_context
 
 MODELS_PATH = "/v1/models"
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class AttachError(Exception):
@@ -73,6 +75,10 @@ def api_key_from_env(name: str | None, environ: dict[str, str] | None = None) ->
     """The key in the environment variable `name`; None without a name; AttachError when it is empty."""
     if not name:
         return None
+    if not ENV_NAME.fullmatch(name):  # maybe the key itself: never repeat it in a message
+        raise AttachError(
+            N_("--api-key-env takes the name of an environment variable (like VLLM_API_KEY), not the key.")
+        )
     value = (environ if environ is not None else os.environ).get(name, "").strip()
     if not value:
         raise AttachError(
