@@ -155,3 +155,17 @@ def print_problem(problem: Problem, lang: str, out: TextIO = sys.stderr) -> None
             print(translate(N_("Change: {cli}"), lang, cli=cli), file=out)
     if problem.root_cause:
         print(translate(N_("vLLM said: {line}"), lang, line=problem.root_cause[:500]), file=out)
+
+
+def write_partial(path: Path | None, data: dict[str, Any]) -> None:
+    """Write a report as it grows (atomically: a crash mid-write keeps the previous version), so a run
+    that fails later keeps what was measured. Quiet: the final write says where the report is."""
+    if path is None:
+        return
+    import json
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".partial")
+    temporary.write_text(json.dumps(data, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+    os.replace(temporary, path)

@@ -98,9 +98,13 @@ def run(args: argparse.Namespace) -> int:
                 flush=True,
             )
 
+    def partial(status: str) -> dict[str, Any]:
+        return {"flag": name, "values": values, "status": status, "rows": rows}
+
     def on_row(row: SweepRow) -> None:
         data = row.to_dict()
         rows.append(data)
+        common.write_partial(args.json, partial("running") | {"base_config": mask_config(base)})
         if store is not None and run_id is not None:
             store.add_row(run_id, data)
         print_row(row, lang)
@@ -122,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         manager.close()
         if result is None:
+            common.write_partial(args.json, partial("failed") | {"base_config": mask_config(base)})
             _finish(store, run_id, name, values, rows, "failed", None)
     measured = [row for row in result.rows if row.measured]
     status = "done" if measured else "failed"
