@@ -10,6 +10,7 @@ import pytest
 
 from dashboard.engine.config import default_config
 from dashboard.engine.server import ServerManager
+from tests.integration.backend import BACKEND
 
 START_TIMEOUT_S = 240  # several engineers' servers may share this 2-core machine
 
@@ -17,8 +18,8 @@ START_TIMEOUT_S = 240  # several engineers' servers may share this 2-core machin
 @contextlib.contextmanager
 def running_server(workdir: Path, port: int, **values) -> Iterator[ServerManager]:
     """Yield a ServerManager whose server is ready; the whole process tree is stopped afterwards."""
-    manager = ServerManager(workdir, backend="cpu")
-    config = default_config("cpu").with_values({"port": port, "max_model_len": 2048, **values})
+    manager = ServerManager(workdir, backend=BACKEND)
+    config = default_config(BACKEND).with_values({"port": port, "max_model_len": 2048, **values})
     try:
         report = manager.start(config, timeout=START_TIMEOUT_S)
         if not report.ok:

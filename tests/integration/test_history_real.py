@@ -14,6 +14,7 @@ from dashboard.engine.config import default_config
 from dashboard.engine.server import ServerManager
 from dashboard.history import export
 from dashboard.history.store import HistoryStore
+from tests.integration.backend import BACKEND
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(600)]
 
@@ -30,10 +31,10 @@ def _free_port() -> int:
 def started(tmp_path_factory: pytest.TempPathFactory):
     """One real server for the module: its config, its startup report and the manager."""
     workdir = tmp_path_factory.mktemp("server")
-    config = default_config("cpu").with_values(
+    config = default_config(BACKEND).with_values(
         {"port": _free_port(), "max_model_len": 512, "kv_cache_memory_gib": 0.25, "api_key": SECRET}
     )
-    manager = ServerManager(workdir, backend="cpu")
+    manager = ServerManager(workdir, backend=BACKEND)
     try:
         report = manager.start(config, timeout=300)
         assert report.ok, report.error.to_dict() if report.error else report.log_tail
@@ -48,7 +49,7 @@ def stored(started, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int
     config, report, manager = started
     path = tmp_path_factory.mktemp("history") / "history.sqlite3"
     with HistoryStore(path) as store:
-        run_id = store.create_run("startup", config.to_dict(), label="real start", backend="cpu")
+        run_id = store.create_run("startup", config.to_dict(), label="real start", backend=BACKEND)
         store.set_startup(run_id, report)
         store.add_row(run_id, _one_request(manager))
         store.finish_run(run_id, {"ready_s": report.ready_s, "kv_cache_tokens": report.kv_cache_tokens})

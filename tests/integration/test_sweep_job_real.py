@@ -13,6 +13,7 @@ from dashboard.history.store import HistoryStore
 from dashboard.measure.loadgen import LoadPlan, Workload
 from dashboard.measure.memory import MemorySampler
 from dashboard.ui import measure_jobs as jobs
+from tests.integration.backend import BACKEND
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(900)]
 
@@ -20,18 +21,18 @@ PORT = 8313
 
 
 def test_the_job_keeps_a_refused_value_and_measures_the_next_one(tmp_path) -> None:
-    manager = ServerManager(tmp_path / "runs", backend="cpu")
+    manager = ServerManager(tmp_path / "runs", backend=BACKEND)
     store = HistoryStore(tmp_path / "history.sqlite3")
-    sampler = MemorySampler(backend="cpu", interval_s=0.5)
+    sampler = MemorySampler(backend=BACKEND, interval_s=0.5)
     jobs.bind_sampler(sampler, manager)
     sampler.start()
     preset = presets.get("pika-json")
     request = jobs.JobRequest(
         sweeps=(("max_model_len", (100000, 1024)),),
-        base=default_config("cpu").with_values({"port": PORT}),
+        base=default_config(BACKEND).with_values({"port": PORT}),
         workload=Workload.from_request(preset.request, label=preset.name),
         plan=LoadPlan(concurrency=2, requests=3, timeout_s=300),
-        backend="cpu",
+        backend=BACKEND,
         budget_payload=preset.request.payload("", stream=True),
         start_timeout=300,
     )
