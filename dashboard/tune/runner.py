@@ -130,4 +130,5 @@ def _summary(report: dict[str, Any]) -> dict[str, Any]:
         "stopped": report.get("stopped"),
         "duration_s": report.get("duration_s"),
         "study": report.get("study"),
+        "report": {k: v for k, v in report.items() if k != "history_run_id"},
     }

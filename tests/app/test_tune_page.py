@@ -1,0 +1,68 @@
+"""The "Tune for me" page by AppTest: the question form refuses a limit it cannot read with a message
+saying how to write it, and the last tuning in the history is shown with its command, its figures beside
+the starting settings and the brief's, the chart of all trials and the verdict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import streamlit as st
+
+from dashboard.engine import models
+from dashboard.history.store import HistoryStore
+from dashboard.ui import tune_view
+from tests.app.conftest import open_app, texts
+from tests.unit.test_tune import make_tuner
+
+TUNE = "app_pages/tune.py"
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    models_dir = models.embedded_dir().parent
+    monkeypatch.setenv("LEGO_FACTORY_HOME", str(tmp_path))
+    if models_dir.exists():
+        (tmp_path / "models").symlink_to(models_dir)
+    st.cache_resource.clear()
+    yield tmp_path
+    st.cache_resource.clear()
+
+
+def seed_tune_run(home: Path) -> dict:
+    """A finished tuning (fake server and times) saved in the history the way the runner saves it."""
+    tuner, _ = make_tuner(home / "study", [0.0], max_trials=8)
+    report = tuner.run()
+    store = HistoryStore(home / "history.sqlite3")
+    run_id = store.create_run("tune", {}, label="tune pika-json", backend="cpu")
+    store.finish_run(run_id, {"report": report})
+    store.close()
+    return report
+
+
+def test_a_limit_the_tuner_cannot_read_is_refused_with_how_to_write_it(home):
+    at = open_app("en", TUNE)
+    assert "Tune for me" in texts(at)
+    at.text_input(key="tune.limit").input("fast please")
+    submit = next(b for b in at.button if b.label == "Start tuning")
+    submit.click().run()
+    assert not at.exception
+    assert any("p90-ttft=50ms" in e.value for e in at.error), texts(at)
+    assert tune_view.get_job().snapshot().running is False  # nothing was started
+
+
+def test_the_last_tuning_is_shown_with_its_command_figures_chart_and_verdict(home):
+    report = seed_tune_run(home)
+    at = open_app("vi", TUNE)
+    shown = texts(at)
+    assert report["verdict"]["vi"] in shown
+    assert any(code.value.startswith("vllm serve") for code in at.code)
+    table = at.dataframe[0].value
+    assert len(table) == 4  # best, starting settings, the brief's 170 ms, the owner's 10 ms
+    assert at.get("plotly_chart")
+
+
+def test_the_pareto_front_keeps_only_points_nothing_beats_on_both_axes():
+    points = [(10.0, 300.0), (20.0, 200.0), (25.0, 250.0), (40.0, 100.0)]
+    assert tune_view.pareto_front(points) == [(10.0, 300.0), (20.0, 200.0), (40.0, 100.0)]
+    assert tune_view.pareto_front([(1.0, 5.0), (2.0, 9.0)], lower_is_better=False) == [(1.0, 5.0), (2.0, 9.0)]
