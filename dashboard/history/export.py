@@ -20,6 +20,7 @@ from typing import Any
 from babel.dates import format_datetime
 from babel.numbers import format_decimal
 
+from dashboard.history import handout
 from dashboard.history.records import HIDDEN, SECRET_FLAGS, RunRecord, flag_values, flatten, is_number
 from dashboard.i18n import N_, normalize, translate
 
@@ -483,6 +484,14 @@ def _option_name(name: str) -> str:
 def _row_commands(run: RunRecord, lang: str) -> str:
     """A sweep's rows each ran their own server: one labelled pair of commands per value."""
     parts = []
+    if run.kind == "table":  # each figure of each row ran its own server
+        for row in run.rows:
+            for figure in (row.data.get("figures") or []) if isinstance(row.data, Mapping) else []:
+                if isinstance(figure, Mapping) and figure.get("command"):
+                    value = handout.value_text(figure.get("value"), lang)
+                    name = f"{row.data.get('cli', '')} {value}".strip()
+                    parts += [f"##### {_cell(name)}", commands_markdown(figure, lang)]
+        return "\n\n".join(parts)
     for row in run.rows:
         if not isinstance(row.data, Mapping) or not row.data.get("command"):
             continue
@@ -588,6 +597,9 @@ def _is_long(value: Any) -> bool:
 def _rows_table(run: RunRecord, lang: str, tr: Callable[..., str]) -> str:
     if not run.rows:
         return tr(N_("No measured rows."))
+    if run.kind == "table":  # the filled table, as the handout shows it
+        header, cells = handout.rows_for({"rows": [dict(row.data) for row in run.rows]}, lang)
+        return _table(header, [[_cell(cell) for cell in row] for row in cells])
     records = [{"#": row.seq, **flatten(row.data)} for row in run.rows]
     return _records_table(records, lang, tr)
 

@@ -424,6 +424,7 @@ class TableResult:
             "duration_s": self.duration_s,
             "starts": self.starts,
             "stopped": self.stopped,
+            "command": next((m.command for m in self.aa if m.command), ""),  # the base settings, as they ran
             "plan": self.plan.to_dict(),
             "noise": {
                 "config": mask_config(self.plan.base),

@@ -208,3 +208,28 @@ def test_table_handout_markdown_in_vietnamese_has_machine_version_date_and_no_en
 def test_table_handout_image_is_a_png():
     image = handout.table_image(TABLE, "en", "png")
     assert image[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_table_run_report_shows_the_table_and_each_servers_commands_never_a_bare_config():
+    command = shlex.join(RECORDED[:-2])
+    rows = [
+        dict(
+            TABLE["rows"][0],
+            figures=[{"value": False, "command": command}, {"value": True, "command": command}],
+        )
+    ]
+    summary = {key: value for key, value in TABLE.items() if key != "rows"} | {"command": command}
+    run = RunRecord(
+        9,
+        "table",
+        "2026-12-01T10:00:00+00:00",
+        "done",
+        {"model": "embedded", "values": {"port": 8011}},
+        summary=summary,
+        rows=tuple(RowRecord(i + 1, "2026-12-01T10:00:00+00:00", row) for i, row in enumerate(rows)),
+        row_count=1,
+    )
+    text = export.as_markdown(run, "en")
+    assert "--model embedded" not in text and "vllm serve embedded" not in text
+    assert "##### --enable-prefix-caching off" in text and "##### --enable-prefix-caching on" in text
+    assert "| `--enable-prefix-caching` | first token | off → on | 0.23 (0.20–0.27) | 5 | faster |" in text
