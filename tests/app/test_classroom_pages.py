@@ -4,6 +4,8 @@ model box never tells what is on this computer; dangerous switches need an expli
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 
 from dashboard.classroom import roles
@@ -197,3 +199,49 @@ def test_a_crashed_server_is_shown_as_crashed_with_its_log_and_kept_in_history(
     assert any("engine core died" in str(code.value) for code in at.code)  # the last log lines
     assert "stopped on its own" in page
     assert [status for _kind, status in store.runs] == ["done", "failed"]
+
+
+# ------------------------------------------------------------------------------ a measurement owns the server
+
+
+@dataclass
+class HeldClaim:
+    owner: str = "sweep-job"
+    what: str = "sweep of --max-num-seqs"
+    who: str = "the presenter"
+    started_at: float = 0.0
+    until: float | None = None
+
+
+class ClaimedManager(StandInManager):
+    claim: HeldClaim | None = None
+
+    def claimed(self):
+        return self.claim
+
+
+@pytest.fixture
+def claimed_manager(monkeypatch: pytest.MonkeyPatch) -> ClaimedManager:
+    import time
+
+    from dashboard.ui import state
+
+    stand_in = ClaimedManager()
+    stand_in.claim = HeldClaim(started_at=time.time() - 120, until=time.time() + 300)
+    stand_in.snap = ready_snapshot(default_config("cpu"))
+    monkeypatch.setattr(state, "get_manager", lambda: stand_in)
+    monkeypatch.setattr(state, "get_store", lambda: None)
+    monkeypatch.setattr(state, "get_sampler", lambda: None)
+    return stand_in
+
+
+def test_during_a_measurement_apply_and_stop_are_refused_with_what_who_and_when(claimed_manager) -> None:
+    at = open_app("en")
+    page = texts(at)
+    owner = "A measurement owns the factory: sweep of --max-num-seqs, started by the presenter 2 min ago"
+    assert owner in page
+    assert "about 5 min" in page
+    assert at.button(key="factory.apply").disabled
+    at.button(key="factory.stop").click().run()
+    assert claimed_manager.stops == 0
+    assert "A measurement owns the factory" in texts(at)
