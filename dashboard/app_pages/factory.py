@@ -508,7 +508,9 @@ def last_start_report(snap: Any) -> None:
         ]
         if phases:
             with st.expander(_("Where the start time went"), icon=":material/timer:", expanded=report.ok):
-                figure = charts.startup_phases_figure(phases, _=_, lang=ui_i18n.current_language())
+                figure = charts.startup_phases_figure(
+                    phases, _=_, lang=ui_i18n.current_language(), titled=False
+                )
                 st.plotly_chart(
                     figure, width="stretch", config={"displayModeBar": False}, key="factory.phases_chart"
                 )

@@ -445,18 +445,18 @@ def results_section(flag: str, store: Any) -> None:
 
 def rows_table(flag: str, rows: list[dict[str, Any]]) -> pd.DataFrame:
     _ = ui_i18n.translator()
-    return pd.DataFrame(
-        {
-            _("Value"): [value_label(flag, row.get("value")) for row in rows],
-            _("First token"): [ui_i18n.milliseconds(row.get("ttft_p50_ms")) for row in rows],
-            _("Per next token"): [ui_i18n.milliseconds(row.get("itl_p50_ms")) for row in rows],
-            _("Whole answer"): [ui_i18n.milliseconds(row.get("e2e_p50_ms")) for row in rows],
-            _("Tokens per second"): [ui_i18n.number(row.get("output_tokens_per_s"), 1) for row in rows],
-            _("Start time"): [ui_i18n.seconds(row.get("ready_s")) for row in rows],
-            _("Memory"): [ui_i18n.gib(jobs.memory_gib(row)) for row in rows],
-            _("Problem"): ["" if row.get("ok") else error_text(row) for row in rows],
-        }
-    )
+    columns = {
+        _("Value"): [value_label(flag, row.get("value")) for row in rows],
+        _("First token"): [ui_i18n.milliseconds(row.get("ttft_p50_ms")) for row in rows],
+        _("Per next token"): [ui_i18n.milliseconds(row.get("itl_p50_ms")) for row in rows],
+        _("Whole answer"): [ui_i18n.milliseconds(row.get("e2e_p50_ms")) for row in rows],
+        _("Tokens per second"): [ui_i18n.number(row.get("output_tokens_per_s"), 1) for row in rows],
+        _("Start time"): [ui_i18n.seconds(row.get("ready_s")) for row in rows],
+        _("Memory"): [ui_i18n.gib(jobs.memory_gib(row)) for row in rows],
+    }
+    if not all(row.get("ok") for row in rows):  # only when a value failed: no empty, cut-off column
+        columns[_("Problem")] = ["" if row.get("ok") else error_text(row) for row in rows]
+    return pd.DataFrame(columns)
 
 
 def budget_for_rows(flag: str, rows: list[dict[str, Any]]) -> None:

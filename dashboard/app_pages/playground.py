@@ -179,7 +179,7 @@ def show_timing(timing: RequestTiming, json_mode: bool) -> None:
     if not timing.ok:
         extras.explain_failure(timing, None)
         return
-    columns = st.columns(5)
+    columns = [*st.columns(3), *st.columns(3)]  # two rows: long Vietnamese labels are not cut
     columns[0].metric(
         _("First token after"),
         ui_i18n.milliseconds(timing.ttft_ms),

@@ -116,10 +116,11 @@ def burst_ttft_figure(
 
 
 def startup_phases_figure(
-    phases: Sequence[tuple[str, float]], _: Translate = _identity, lang: str = "en"
+    phases: Sequence[tuple[str, float]], _: Translate = _identity, lang: str = "en", titled: bool = True
 ) -> go.Figure:
     """Where the start time went: each phase's own duration (time since the phase before it),
-    given (translated label, seconds since launch) in the order they were reached."""
+    given (translated label, seconds since launch) in the order they were reached. `titled=False` when
+    the box around the chart already carries the same title (no title twice)."""
     labels: list[str] = []
     durations: list[float] = []
     previous = 0.0
@@ -140,4 +141,7 @@ def startup_phases_figure(
     figure.update_yaxes(autorange="reversed")
     figure.update_xaxes(title_text=_("Seconds"), rangemode="tozero")
     height = 120 + 28 * max(1, len(labels))
-    return _base_layout(figure, _("Where the start time went"), height=height, lang=lang)
+    figure = _base_layout(figure, _("Where the start time went"), height=height, lang=lang)
+    if not titled:
+        figure.update_layout(title=None, margin={"t": 10})
+    return figure
