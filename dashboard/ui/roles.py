@@ -61,9 +61,9 @@ def _peer_ip() -> tuple[str | None, bool]:
         if not isinstance(ip, str):  # no real connection (a page test's stand-in runtime)
             return None, False
         return ip, True
-    except Exception:  # an older or newer Streamlit: fall back to what st.context says
+    except Exception:  # another Streamlit: st.context (None means localhost or unknown: not trusted)
         ip = st.context.ip_address
-        return (ip or "127.0.0.1"), True
+        return (ip, True) if ip else (None, False)
 
 
 def role() -> str:
