@@ -23,6 +23,7 @@ FLIP_S = (1.0, 3.0)
 WARMUP_ORDERS = 2  # the sweep's own warm-up orders per value
 RECENT = 20  # the newest measurements count: the machine's load changes over a day
 UNMEASURED_SPREAD = (0.7, 1.5)  # typical figures: a wide range
+WARM_KINDS = ("reused", "woken")  # the carousel's server_start kinds that are switches, not starts
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,9 @@ def _from_row(
     row: Mapping[str, Any], config: Mapping[str, Any], eager: list, compiled: list, answers: list
 ) -> None:
     ready = row.get("ready_s")
+    start = row.get("server_start") or {}
+    if isinstance(start, Mapping) and start.get("kind") in WARM_KINDS:
+        ready = None  # a switch to a warm server, not a start: it says nothing about start times
     if _positive(ready):
         swept_eager = row.get("value") if row.get("flag") == "enforce_eager" else None
         is_eager = swept_eager if isinstance(swept_eager, bool) else config.get("enforce_eager") is not False

@@ -68,6 +68,12 @@ def test_times_come_from_finished_starts_sweep_rows_and_playground_orders_of_thi
         run(2, "apply", {"ready_s": 45.3}),
         run(3, "sweep", {}, rows=[{"flag": "max_num_seqs", "value": 4, "ready_s": 39.0, "e2e_p50_ms": 320}]),
         run(4, "playground", {"e2e_ms": 350.0}),
+        run(
+            7,
+            "sweep",
+            {},
+            rows=[{"flag": "max_num_seqs", "value": 8, "ready_s": 1.2, "server_start": {"kind": "reused"}}],
+        ),
         run(5, "startup", {"ready_s": 99.0}, status="failed"),
         run(6, "startup", {"ready_s": 120.0}, backend="cuda"),
     ]
