@@ -184,11 +184,17 @@ def _time_left(report: Mapping[str, Any], lang: str) -> list[str]:
     goal, _ = _goal_parts(report)
     if goal == "throughput" or parts.get("e2e_ms") is None:
         return []
+    message = N_(
+        "Where the {total} ms of one answer go: the first token {ttft} ms (of which waiting in the "
+        "queue {queue} ms), then {steps} steps of about {step} ms each ({steps_ms} ms)."
+    )
+    if parts.get("queue_ms") is None:
+        message = N_(
+            "Where the {total} ms of one answer go: the first token {ttft} ms, then {steps} steps of "
+            "about {step} ms each ({steps_ms} ms)."
+        )
     text = translate(
-        N_(
-            "Where the {total} ms of one answer go: the first token {ttft} ms (of which waiting in the "
-            "queue {queue} ms), then {steps} steps of about {step} ms each ({steps_ms} ms)."
-        ),
+        message,
         lang,
         total=number(parts["e2e_ms"], lang),
         ttft=number(parts.get("first_token_ms"), lang),

@@ -475,7 +475,7 @@ def draw_result(report: dict[str, Any]) -> None:
             {
                 _("settings"): _(row["label"]),
                 report["question"]["goal"]: _value(row.get("goal"), unit),
-                _("95% interval"): _range(row.get("low"), row.get("high")),
+                _("interval at 95%"): _range(row.get("low"), row.get("high")),
                 _("first token p50"): _value(row.get("ttft"), "ms"),
                 _("per token p50"): _value(row.get("itl"), "ms"),
                 _("same answer"): {True: _("yes"), False: _("no"), None: "—"}[row.get("same_answer")],

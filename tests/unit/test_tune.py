@@ -211,8 +211,17 @@ class FakeMeasure:
         )
 
 
-def make_tuner(tmp_path: Path, clock: list[float], *, minutes=60.0, allow_changed=False, store=None, run_id=None,
-               max_trials=16, server=None):  # fmt: skip
+def make_tuner(
+    tmp_path: Path,
+    clock: list[float],
+    *,
+    minutes=60.0,
+    allow_changed=False,
+    store=None,
+    run_id=None,
+    max_trials=16,
+    server=None,
+):
     goal = question.parse_goal("p50-e2e")
     asked = question.TuneQuestion(
         workload=Workload.from_request(PIKA.request).to_dict(),
