@@ -573,7 +573,13 @@ def page() -> None:
     elif snap.status == "failed" and snap.problem is not None:
         problem_box(snap.problem, manager, failed_start=True)
     elif snap.problem is not None:
-        st.warning(_("Your last Apply was refused before anything started:"), icon=":material/block:")
+        if carousel_view.last_start_launched(manager):
+            st.warning(
+                _("The new settings did not start, so the server in use kept answering:"),
+                icon=":material/block:",
+            )
+        else:
+            st.warning(_("Your last Apply was refused before anything started:"), icon=":material/block:")
         problem_box(snap.problem, manager, failed_start=False)
     compare_view.latest_card()
 

@@ -337,6 +337,12 @@ class Carousel:
             return slot.manager.last_report
         return self._last_failure
 
+    @property
+    def last_failure(self) -> StartupReport | None:
+        """The last Apply that did not make it (refused, or started and failed), until the next success."""
+        with self._lock:
+            return self._last_failure
+
     def process_tree(self) -> list[psutil.Process]:
         """The active server's processes."""
         slot = self._active_slot()

@@ -22,6 +22,12 @@ def is_carousel(manager: Any) -> bool:
     return callable(getattr(manager, "cards", None))
 
 
+def last_start_launched(manager: Any) -> bool:
+    """True when the last failed Apply got as far as starting a process (not refused before)."""
+    failure = getattr(manager, "last_failure", None)
+    return bool(is_carousel(manager) and failure is not None and failure.startup)
+
+
 # ------------------------------------------------------------------------------------------ actions
 
 
