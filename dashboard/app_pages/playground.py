@@ -16,7 +16,7 @@ from dashboard.engine.presets import Preset, RequestSpec
 from dashboard.engine.report import mask_config
 from dashboard.measure import request_errors
 from dashboard.measure.client import RequestTiming, chat_once
-from dashboard.ui import apply_compare, charts, state, widgets
+from dashboard.ui import apply_compare, charts, load_view, state, widgets
 from dashboard.ui import i18n as ui_i18n
 from dashboard.ui import playground_extras as extras
 from dashboard.ui import roles as ui_roles
@@ -243,13 +243,14 @@ def save_reply(
 # ------------------------------------------------------------------------------------------ many at once
 
 
-def send_burst(snap: Any, request: RequestSpec, json_mode: bool, copies: int) -> Any:
+def send_burst(snap: Any, request: RequestSpec, json_mode: bool, plan: Any) -> Any:
     from dashboard.measure import loadgen
 
     manager = state.get_manager()
     workload = loadgen.Workload.from_request(request, json_mode=json_mode, label="playground-burst")
-    plan = loadgen.LoadPlan(concurrency=copies, requests=copies, timeout_s=300)
-    return loadgen.run_load(snap.base_url, snap.served_name, workload, plan, api_key=manager.api_key)
+    return loadgen.run_load(
+        snap.base_url, snap.served_name, workload, plan, api_key=manager.api_key, watch_metrics=True
+    )
 
 
 def show_burst(result: Any, lanes: int | None, single_e2e_ms: float | None) -> None:
@@ -264,6 +265,7 @@ def show_burst(result: Any, lanes: int | None, single_e2e_ms: float | None) -> N
     ttfts = sorted(t.ttft_ms for t in result.timings if t.ok and t.ttft_ms is not None)
     figure = charts.burst_ttft_figure(ttfts, lanes=lanes, _=_, lang=ui_i18n.current_language())
     st.plotly_chart(figure, width="stretch", config={"displayModeBar": False}, key="playground.burst_chart")
+    load_view.show_clocks(getattr(result, "clocks", None))
     story = ngettext(
         "{n} customer arrived: one lane served them.",
         "{n} customers arrived together: the lanes served them side by side, "
@@ -426,6 +428,7 @@ def page() -> None:
     copies = st.slider(
         _("Customers arriving together (N)"), 1, 64, 8, key="playground.copies", persist_state="session"
     )
+    plan = load_view.shape_plan(copies)
     if st.button(
         _("Send {n} at once").format(n=copies),
         icon=":material/rocket_launch:",
@@ -433,7 +436,7 @@ def page() -> None:
         key="playground.burst_button",
     ) and ui_roles.order_allowed(state.get_manager(), copies):
         with st.spinner(_("Serving {n} customers…").format(n=copies)):
-            result = send_burst(snap, request, json_mode, copies)
+            result = send_burst(snap, request, json_mode, plan)
         st.session_state[BURST_KEY] = result
         save_burst(snap, preset, result)
     if BURST_KEY in st.session_state:

@@ -82,3 +82,19 @@ def test_many_customers_at_once_are_measured_and_drawn(real_manager: ServerManag
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Whole group served in"].endswith(" s")
     assert "4 customers arrived together" in texts(at)
+    for clock in ("Our clock: first byte", "Our clock: first word", "vLLM's own clock"):
+        assert metrics[clock].endswith((" ms", " s")), (clock, metrics[clock])
+    assert "role" in texts(at)  # the gap between the clocks is explained
+
+
+def test_customers_arriving_evenly_are_measured_with_the_chosen_rate(real_manager: ServerManager) -> None:
+    if real_manager.snapshot().status != "ready":
+        _started_factory(real_manager)
+    at = open_app("en", "app_pages/playground.py")
+    at.slider(key="playground.copies").set_value(3).run()
+    at.radio(key="load.shape").set_value("constant").run()
+    at.number_input(key="load.shape.rate").set_value(5.0).run()
+    at.button(key="playground.burst_button").click().run()
+    assert not at.exception
+    result = at.session_state["playground.burst"]
+    assert (result.shape, result.rate, result.ok) == ("constant", 5.0, 3)
