@@ -594,6 +594,7 @@ def page() -> None:
             apply_panel(manager, snap, pending, baseline, backend, prediction)
         with prediction_column:
             prediction_metrics(prediction)
+            carousel_view.whole_footprint_caption(manager, pending)
         prediction_chart(pending, prediction, snap)
     carousel_view.strip(manager)
     if (state.last_finished_report() if snap.busy else snap.report) is None:

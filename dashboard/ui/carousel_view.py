@@ -89,10 +89,45 @@ def difference_lines(card: Any, active: ServerConfig | None) -> list[str]:
 
 
 def memory_text(card: Any) -> str:
+    """What the server holds, beside what the budget predicted before it started."""
     _ = ui_i18n.translator()
     if card.memory_bytes is None:
         return _("memory held: unknown")
-    return _("holds {memory}").format(memory=ui_i18n.gib(card.memory_bytes / GIB))
+    held = ui_i18n.gib(card.memory_bytes / GIB)
+    if not card.predicted_bytes or card.state == "asleep":
+        return _("holds {memory}").format(memory=held)
+    error = (card.predicted_bytes - card.memory_bytes) / card.memory_bytes
+    return _("holds {memory} (predicted {predicted}, {error} off)").format(
+        memory=held, predicted=ui_i18n.gib(card.predicted_bytes / GIB), error=ui_i18n.percent(abs(error))
+    )
+
+
+def whole_footprint_caption(manager: Any, pending: ServerConfig) -> None:
+    """The prediction made whole: weights and KV cache plus the runtime's share, as the budget counts it."""
+    if not is_carousel(manager):
+        return
+    _ = ui_i18n.translator()
+    try:
+        footprint = manager.predict_footprint(pending)
+    except Exception:  # an unknown model: the checks already say what is wrong
+        return
+    if footprint.runtime_measured:
+        text = _(
+            "The whole server should hold about {total}: weights and warehouse plus {runtime} for Python, "
+            "PyTorch and the tokenizer, as this machine's earlier starts measured."
+        )
+    else:
+        text = _(
+            "The whole server should hold about {total}: weights and warehouse plus about {runtime} for "
+            "Python, PyTorch and the tokenizer (a first guess until this machine has measured a start)."
+        )
+    st.caption(
+        ":material/memory: "
+        + text.format(
+            total=ui_i18n.gib(footprint.total_bytes / GIB),
+            runtime=ui_i18n.gib((footprint.runtime_bytes or 0) / GIB),
+        )
+    )
 
 
 def preview_caption(manager: Any, pending: ServerConfig, changed: bool) -> None:
