@@ -449,9 +449,9 @@ def print_level(row: dict[str, Any], lang: str) -> None:
         print(
             "    "
             + translate(
-                N_("goodput: {share} % of requests within the limits ({rate} per second)"),
+                N_("goodput: {share} of requests within the limits ({rate} per second)"),
                 lang,
-                share=_fmt(row["goodput"] * 100, 0),
+                share=_fmt(row["goodput"] * 100, 0) + "%",
                 rate=_fmt(row["goodput_per_s"], 2),
             ),
             flush=True,
