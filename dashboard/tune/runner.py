@@ -132,3 +132,55 @@ def _summary(report: dict[str, Any]) -> dict[str, Any]:
         "study": report.get("study"),
         "report": {k: v for k, v in report.items() if k != "history_run_id"},
     }
+
+
+def fresh_probe(
+    best: dict[str, Any],
+    workload: Workload,
+    workdir: Path,
+    backend: str,
+    requests: int = 20,
+    timeout: float = 600.0,
+    port: int | None = None,
+) -> dict[str, Any]:
+    """Start the recommended settings on a new server (a cold start, nothing reused from the tuning),
+    send the request with the recommended request fields, stop, and return the figures with intervals."""
+    from dashboard.engine.server import ServerManager
+    from dashboard.tune.search import figures_of, measure_load
+    from dashboard.tune.space import TunedWorkload
+
+    values = dict(best["config"].get("values") or {})
+    if values.get("api_key") == "***":
+        values.pop("api_key")
+    if port is not None:
+        values["port"] = port
+    config = ServerConfig.from_dict({"model": best["config"].get("model", "embedded"), "values": values})
+    fields = best.get("request_fields") or {}
+    probe_workload = workload
+    if fields and workload.request is not None:
+        import json
+
+        probe_workload = TunedWorkload(
+            request=workload.request, json_mode=workload.json_mode, extra_fields_json=json.dumps(fields)
+        )
+    manager = ServerManager(Path(workdir), backend=backend)
+    try:
+        report = manager.start(config, wait=True, timeout=timeout)
+        if not report.ok:
+            error = report.error.text("en") if report.error else "not ready"
+            return {"ok": False, "error": error, "command": list(report.command)}
+        from dashboard.measure.loadgen import LoadPlan
+
+        batch = measure_load(
+            manager, probe_workload, LoadPlan(concurrency=1, requests=requests, warmup=3), None
+        )
+        return {
+            "ok": bool(batch.e2e_ms),
+            "error": batch.error_text or None,
+            "command": list(report.command),
+            "ready_s": report.ready_s,
+            "figures": figures_of(batch),
+            "answers": sorted(set(batch.texts))[:5],
+        }
+    finally:
+        manager.close()

@@ -280,7 +280,8 @@ class Tuner:
         budget = self.question.minutes * 60.0
         self._deadline = self._started + budget
         self._search_deadline = self._started + budget * (1 - self.settings.confirm_share)
-        pending = [p for p in self.space.one_at_a_time() if params_key(p) not in self.records]
+        planned = self.space.one_at_a_time(self.question.allow_changed_answers)
+        pending = [p for p in planned if params_key(p) not in self.records]
         self._update(phase=SEARCH, planned=len(self.records) + len(pending))
         self._search(pending)
         if not self.stop.is_set():

@@ -48,9 +48,9 @@ ALTERNATIVES: dict[str, dict[str, tuple[Any, ...]]] = {
         "enforce_eager": (False,),
     },
     "cuda": {
-        "structured_outputs_config": (XGRAMMAR_COMPACT, GUIDANCE, GUIDANCE_COMPACT),
-        "stream_interval": (4, 32),
+        "stream_interval": (32, 4),
         "max_num_seqs": ("small",),
+        "structured_outputs_config": (XGRAMMAR_COMPACT, GUIDANCE, GUIDANCE_COMPACT),
         "performance_mode": ("interactivity",),
         "async_scheduling": (False,),
         "speculative_config": (NGRAM_4,),
@@ -201,11 +201,13 @@ class SearchSpace:
             k.name: params[k.name] for k in self.knobs if k.name in params and params[k.name] != k.baseline
         }
 
-    def one_at_a_time(self) -> list[dict[str, Any]]:
-        """The baseline, then each alternative value alone: request options first (no restart)."""
+    def one_at_a_time(self, answers_may_change: bool = True) -> list[dict[str, Any]]:
+        """The baseline, then each alternative value alone: request options first (no restart); knobs
+        known to change the answer come last when a changed answer is not allowed."""
         base = self.baseline_params()
         trials = [base]
-        for knob in self.request_knobs + self.server_knobs:
+        server = sorted(self.server_knobs, key=lambda k: not answers_may_change and k.name in JSON_ONLY)
+        for knob in self.request_knobs + server:
             for value in knob.values[1:]:
                 trials.append({**base, knob.name: value})
         return trials

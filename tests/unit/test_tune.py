@@ -274,12 +274,14 @@ def test_clearly_slower_candidates_are_stopped_after_the_first_look(tmp_path):
 
 def test_a_setting_that_changes_the_answer_is_flagged_and_not_chosen_unless_allowed(tmp_path):
     clock = [0.0]
-    tuner, _ = make_tuner(tmp_path, clock)
+    tuner, _ = make_tuner(tmp_path, clock, max_trials=24)
     report = tuner.run()
     changers = [r for r in tuner.records.values() if "structured_outputs_config" in r["changes"]]
     assert changers and all(r["answer_matches"] is False for r in changers)
     assert report["best"]["changes"] == {"dtype": "float32"}  # the faster xgrammar answer was refused
-    assert any("structured_outputs_config" in text for text in report["answer_changers"])
+    assert any(item.get("knob") == "structured_outputs_config" for item in report["answer_changers"])
+    singles = [r for r in sorted(tuner.records.values(), key=lambda r: r["number"]) if len(r["changes"]) == 1]
+    assert "structured_outputs_config" in singles[-1]["changes"]  # tried last: it may not be chosen anyway
     allowed_tuner, _ = make_tuner(tmp_path / "allowed", [0.0], allow_changed=True)
     allowed = allowed_tuner.run()
     assert "structured_outputs_config" in allowed["best"]["changes"]
