@@ -158,7 +158,7 @@ def model_box(pending: ServerConfig) -> str:
 def restart_progress(manager: Any) -> None:
     @st.fragment(run_every=1.0)
     def _poll() -> None:
-        snap = manager.snapshot()
+        snap = apply_compare.as_seen(manager)
         if not snap.busy:
             st.rerun(scope="app")
         draw_phases(snap, serving=carousel_view.is_carousel(manager) and bool(manager.base_url))
@@ -176,7 +176,7 @@ def draw_phases(snap: Any, serving: bool = False) -> None:
         label = _("Rebuilding the factory… {seconds} so far").format(seconds=ui_i18n.seconds(elapsed))
     # Not used as a context manager: leaving `with st.status(...)` would mark the box complete.
     box = st.status(label, state="running", expanded=True)
-    for phase in snap.phases:
+    for phase in snap.phases if snap.status == "starting" else ():  # never the old server's phases
         box.markdown(
             f":material/check_circle: {ui_i18n.tr(phase.label)} · "
             + _("after {seconds}").format(seconds=ui_i18n.seconds(phase.seconds))
@@ -346,7 +346,7 @@ def apply_panel(
             label,
             type="primary",
             icon=":material/play_arrow:",
-            disabled=blocked or visitor or ui_roles.held(manager) is not None,
+            disabled=blocked or visitor or ui_roles.held(manager) is not None or snap.busy,
             key="factory.apply",
         ):
             _apply(manager, pending)
@@ -542,7 +542,7 @@ def notice() -> None:
 def page() -> None:
     _ = ui_i18n.translator()
     manager = state.get_manager()
-    snap = manager.snapshot()
+    snap = apply_compare.as_seen(manager)  # no old state shown in the moment after Apply
     state.record_finished_start(snap)
     backend = state.backend()
     shown_config = doors.hide_secrets(snap.config)  # the key itself never reaches a browser

@@ -238,14 +238,23 @@ def run_controls(
     _ = ui_i18n.translator()
     job = jobs.get_job()
     running = snap.status == "ready" and snap.config is not None
-    restore = st.checkbox(
-        _("Put the factory back as it was afterwards"),
-        value=running,
-        key=RESTORE_KEY if running else f"{RESTORE_KEY}.off",
-        disabled=not running,
-        help=_("Without this, the server keeps running with the last value tried."),
-    )
-    if not running:
+    measuring = job.snapshot()
+    if measuring.running:  # what the running measurement will do, not what the box would do now
+        st.caption(
+            _("When this measurement ends, the factory is put back as it was.")
+            if measuring.will_restore
+            else _("When this measurement ends, the factory keeps the last value tried.")
+        )
+        restore = measuring.will_restore
+    else:
+        restore = st.checkbox(
+            _("Put the factory back as it was afterwards"),
+            value=running,
+            key=RESTORE_KEY if running else f"{RESTORE_KEY}.off",
+            disabled=not running,
+            help=_("Without this, the server keeps running with the last value tried."),
+        )
+    if not running and not measuring.running:
         st.caption(_("The factory is not running now, so it will keep the last value tried."))
     if sweeps:
         restore_config = snap.config if (restore and running) else None

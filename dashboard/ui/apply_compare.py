@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import streamlit as st
@@ -34,6 +34,8 @@ class Tracker:
     """The latest Apply's comparison as it goes: measuring_before, waiting, measuring_after, done, failed."""
 
     stage: str = "idle"
+    requested_at: float = 0.0
+    manager_id: int = 0  # which manager the Apply went to
     entry: BeforeAfter | None = None
     last_order: dict[str, Any] | None = None  # the last playground payload, the next probe
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -81,6 +83,8 @@ def apply(manager: Any, config: ServerConfig) -> bool:
     with tracker().lock:
         tracker().entry = entry
         tracker().stage = "waiting"
+        tracker().requested_at = time.time()
+        tracker().manager_id = id(manager)
     threading.Thread(
         target=_measure_after, args=(manager, config, entry), name="lego-apply-after", daemon=True
     ).start()
@@ -149,6 +153,30 @@ def _record(entry: BeforeAfter, snap: Any) -> None:
 
 def _label(entry: BeforeAfter) -> str:
     return "playground" if entry.probe.source == "playground" else "probe"
+
+
+def in_flight(manager: Any) -> bool:
+    """An Apply was just accepted but the server does not show its start yet (the background start
+    takes a moment to begin): the page must not show the old state as if nothing happened."""
+    t = tracker()
+    if t.manager_id != id(manager):
+        return False
+    return t.stage == "measuring_before" or (
+        t.stage == "waiting" and time.time() - t.requested_at < SETTLE_GRACE_S
+    )
+
+
+def as_seen(manager: Any) -> Any:
+    """The manager's snapshot as the page should show it: "starting" (no phases yet) in the moment
+    between an accepted Apply and the first sign of its start, instead of the old server's ready or
+    stopped state."""
+    snap = manager.snapshot()
+    if snap.busy or not in_flight(manager):
+        return snap
+    target = tracker().entry.after_config if tracker().entry is not None else None
+    if snap.status == "ready" and target and mask_config(snap.config) == dict(target):
+        return snap  # already there (a switch to a warm server is that quick)
+    return replace(snap, status="starting", phases=(), started_at=tracker().requested_at)
 
 
 def stage_text(stage: str) -> str:

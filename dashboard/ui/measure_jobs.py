@@ -240,6 +240,7 @@ class JobSnapshot:
     workload: Mapping[str, Any] = field(default_factory=dict)
     aa: tuple[ValueState, ...] = ()  # the whole table: the same settings started twice (the noise)
     table_run_id: int | None = None
+    will_restore: bool = False  # the factory is put back as it was when the measurement ends
 
     @property
     def running(self) -> bool:
@@ -347,6 +348,7 @@ class SweepJob:
                     FlagState(flag, tuple(ValueState(v) for v in values)) for flag, values in _steps(request)
                 ),
                 started_at=time.time(),
+                will_restore=request.restore_config is not None,
                 workload=request.workload.to_dict(),
                 aa=(ValueState(None), ValueState(None))
                 if request.table and request.table.measured_rows

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from dashboard.engine import flags, hardware
 from dashboard.engine.config import default_config
 from dashboard.engine.problems import Problem
@@ -117,13 +119,25 @@ def test_apply_sends_the_pending_values_to_the_manager(manager: StandInManager) 
     assert "The factory is being rebuilt with your settings." in texts(at)
 
 
-def test_a_second_apply_during_a_restart_is_refused_politely(manager: StandInManager) -> None:
+def test_during_a_restart_the_apply_button_does_not_look_clickable(manager: StandInManager) -> None:
     manager.snap = ServerSnapshot(status="starting", config=default_config("cpu"), started_at=1.0)
     at = open_app("en")
-    at.button(key="factory.apply").click().run()
-    assert not at.exception
+    assert at.button(key="factory.apply").disabled
     assert manager.applied == []
-    assert "A restart is already under way" in texts(at)
+
+
+def test_right_after_an_accepted_apply_the_page_shows_a_start_not_the_old_state(manager) -> None:
+    from dashboard.ui import apply_compare
+
+    manager.snap = ServerSnapshot(status="stopped")
+    tracker = apply_compare.tracker()
+    tracker.stage, tracker.requested_at, tracker.manager_id = "waiting", time.time(), id(manager)
+    tracker.entry = None
+    at = open_app("en")
+    assert "Starting…" in [badge.label for badge in at.get("badge")] or "Starting" in texts(at)
+    assert "Nothing is running" not in texts(at)
+    assert at.button(key="factory.apply").disabled
+    tracker.stage = "idle"
 
 
 def test_restart_shows_each_phase_reached(manager: StandInManager) -> None:
