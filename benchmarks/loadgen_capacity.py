@@ -8,6 +8,7 @@ Figures printed (no asserts; targets: >= 3000 requests/s on one core, < 0.5 ms a
 - requests/s each client sustains at several concurrency levels, by the wall clock and per CPU-second
   of the load generator's process (the second figure holds even when other programs share the cores:
   it is what one core fully given to the load generator sustains);
+- the same requests through bare aiohttp (bytes read and dropped): the library's own floor;
 - first-token time one request at a time against the instant server: everything the client adds plus
   one loopback round trip. A bare asyncio socket (no HTTP library, no JSON) gives the floor, and the
   difference is what the client adds on top of a minimal one.
@@ -111,6 +112,26 @@ async def bare_client_ttft(port: int, requests: int) -> list[float]:
     return times
 
 
+async def bare_aiohttp(port: int, concurrency: int, requests: int) -> None:
+    """The library alone: the same streamed requests through aiohttp, bytes read and dropped (no SSE
+    lines, no JSON, no timings). What is left above it is the product's own work per request."""
+    import aiohttp
+
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    body = json.dumps({"model": "m", "messages": [], "stream": True}).encode()
+    remaining = [requests]
+
+    async def worker(session) -> None:
+        while remaining[0] > 0:
+            remaining[0] -= 1
+            async with session.post(url, data=body) as response:
+                async for _piece in response.content.iter_any():
+                    pass
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+
+
 def timed(call):
     """(result, wall seconds, CPU seconds of this process)."""
     wall, cpu = time.perf_counter(), time.process_time()
@@ -149,24 +170,29 @@ def measure_ttft(base: str, port: int, workload: Workload, requests: int) -> tup
     return added, added_old
 
 
-def measure_rates(base: str, workload: Workload, levels: list[int], requests: int) -> float:
+def measure_rates(base: str, port: int, workload: Workload, levels: list[int], requests: int) -> float:
     """Print requests/s of both paths at each level, alternating; return the product's best per CPU-s."""
     print("\nSustained requests (target >= 3000 per CPU-second):")
     best = 0.0
     payloads = [workload.payload("m", i) for i in range(requests)]
     for level in levels:
         plan = LoadPlan(concurrency=level, requests=requests, warmup=20)
-        for uvloop_on, name in ((True, "aiohttp+uvloop"), (False, "aiohttp")):
+        for uvloop_on, name in ((False, "aiohttp"), (True, "aiohttp+uvloop")):
             client.USE_UVLOOP = uvloop_on
             result, wall, cpu = timed(lambda plan=plan: loadgen.run_load(base, "m", workload, plan))
             per_cpu = requests / cpu if cpu > 0 else 0.0
-            if uvloop_on:
+            if not uvloop_on:  # the product's path
                 best = max(best, per_cpu)
             print(
                 f"  {name:14s} {level:4d} at once: {requests / wall:6.0f} req/s wall   {per_cpu:6.0f} req "
                 f"per CPU-second   {cpu / requests * 1000:.3f} ms CPU/req   errors {result.errors}"
             )
-        client.USE_UVLOOP = True
+        client.USE_UVLOOP = False
+        _, wall, cpu = timed(lambda level=level: client.run_coroutine(bare_aiohttp(port, level, requests)))
+        print(
+            f"  {'bare aiohttp':14s} {level:4d} at once: {requests / wall:6.0f} req/s wall   "
+            f"{requests / cpu:6.0f} req per CPU-second   {cpu / requests * 1000:.3f} ms CPU/req   (floor)"
+        )
         old, wall, cpu = timed(
             lambda level=level: asyncio.run(httpx_path.run_closed_loop(base, payloads, level))
         )
@@ -203,7 +229,7 @@ def main() -> None:
     print(f"load average now: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     try:
         added, _added_old = measure_ttft(base, port, workload, args.ttft_requests)
-        best = measure_rates(base, workload, [int(x) for x in args.levels.split(",")], args.requests)
+        best = measure_rates(base, port, workload, [int(x) for x in args.levels.split(",")], args.requests)
     finally:
         server.terminate()
         server.join(5)

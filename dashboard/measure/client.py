@@ -34,7 +34,7 @@ DONE_MARK = b"[DONE]"
 CUT_STREAM = "stream cut before [DONE]"
 
 T = TypeVar("T")
-USE_UVLOOP = True  # benchmarks turn it off to compare
+USE_UVLOOP = False  # measured side by side (benchmarks/loadgen_capacity.py): no gain over asyncio's loop
 _decode_json = json.JSONDecoder().decode  # on str: skips json.loads' encoding detection per chunk
 
 
@@ -225,8 +225,8 @@ def _failed(
 
 
 def run_coroutine(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to the end in a fresh event loop: uvloop's when it is installed (it comes with
-    vLLM; it halves the event loop's share of each request), asyncio's otherwise."""
+    """Run a coroutine to the end in a fresh event loop (uvloop's only when USE_UVLOOP is set and it is
+    installed)."""
     factory = _loop_factory()
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(coroutine)
