@@ -16,13 +16,12 @@ from typing import Any
 
 from dashboard.cli import common
 from dashboard.cli.bench import open_history, workload_of, write_json
-from dashboard.engine.server import ServerManager
+from dashboard.engine.carousel import Carousel
 from dashboard.i18n import N_, translate
 from dashboard.measure.probe import pick_port
-from dashboard.measure.sweep import ManagerView
 from dashboard.tune import question as question_mod
 from dashboard.tune.intervals import Estimate
-from dashboard.tune.runner import run_tune
+from dashboard.tune.runner import WarmAwareView, run_tune
 from dashboard.tune.search import TuneSettings
 from dashboard.tune.verdict import knob_text
 
@@ -113,13 +112,13 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_for(args, backend)
     base = pick_port(common.build_config(args, backend), common.overrides(args))
     store = open_history(args)
-    manager = ServerManager(common.workdir(args), backend=backend)
+    manager = Carousel(common.workdir(args), backend=backend)
     try:
         report = run_tune(
             asked,
             base,
             workload,
-            ManagerView(manager, on_phase=common.phase_printer(lang)),
+            WarmAwareView(manager, on_phase=common.phase_printer(lang)),
             store=store,
             settings=settings,
             on_event=lambda kind, data: _print_event(kind, data, asked.goal.key, lang),

@@ -14,12 +14,22 @@ from dashboard.engine.config import ServerConfig
 from dashboard.engine.report import mask_config
 from dashboard.history import store as history_store
 from dashboard.measure.loadgen import Workload
+from dashboard.measure.sweep import ManagerView
 from dashboard.tune.question import TuneQuestion
 from dashboard.tune.report import build_report
 from dashboard.tune.search import EventCallback, Measure, ServerLike, Tuner, TuneSettings, measure_load
 from dashboard.tune.space import SearchSpace, build_space
 
 STUDIES_FILE = "tune-studies.sqlite3"
+
+
+class WarmAwareView(ManagerView):
+    """A server manager as the tuner drives it: startup phases go to `on_phase`, and the carousel's
+    `is_warm` is passed on (a plain ServerManager has none: nothing is warm then)."""
+
+    def is_warm(self, config: ServerConfig) -> bool:
+        check = getattr(self._manager, "is_warm", None)
+        return bool(check(config)) if callable(check) else False
 
 
 def studies_path(store: Any = None) -> Path:

@@ -20,10 +20,9 @@ from dashboard.engine.config import ServerConfig, default_config
 from dashboard.engine.presets import RequestSpec
 from dashboard.i18n import N_
 from dashboard.measure.loadgen import Workload
-from dashboard.measure.sweep import ManagerView
 from dashboard.tune import question as question_mod
 from dashboard.tune.intervals import Estimate
-from dashboard.tune.runner import run_tune
+from dashboard.tune.runner import WarmAwareView, run_tune
 from dashboard.tune.verdict import knob_text
 from dashboard.ui import i18n as ui_i18n
 from dashboard.ui import roles as ui_roles
@@ -66,14 +65,6 @@ class TuneSnapshot:
     report: dict[str, Any] | None = None
     error: str | None = None
     goal: str = "p50-e2e"
-
-
-class _TunedServer(ManagerView):
-    """The app's server as the tuner sees it, with the carousel's `is_warm` when it has one."""
-
-    def is_warm(self, config: ServerConfig) -> bool:
-        check = getattr(self._manager, "is_warm", None)
-        return bool(check(config)) if callable(check) else False
 
 
 class TuneJob:
@@ -131,16 +122,24 @@ class TuneJob:
     def _run(self, request: TuneRequest, manager: Any, store: Any) -> None:
         previous = getattr(manager.snapshot(), "config", None)
         report, error = None, None
+        claim = getattr(manager, "claim", None)  # the carousel: nobody else moves the factory meanwhile
+        until = time.time() + request.question.minutes * 60
+        held = (
+            claim("tune", N_("Tune for me"), until=until)
+            if callable(claim)
+            else contextlib.nullcontext(manager)
+        )
         try:
-            report = run_tune(
-                request.question,
-                request.base,
-                request.workload,
-                _TunedServer(manager),
-                store=store,
-                stop=self._stop,
-                on_tuner=self._attach,
-            )
+            with held as server:
+                report = run_tune(
+                    request.question,
+                    request.base,
+                    request.workload,
+                    WarmAwareView(server),
+                    store=store,
+                    stop=self._stop,
+                    on_tuner=self._attach,
+                )
         except Exception as exc:  # shown on the page; the measured trials stay in the history
             error = f"{type(exc).__name__}: {exc}"
         finally:

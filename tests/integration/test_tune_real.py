@@ -76,7 +76,7 @@ def test_the_report_holds_the_best_the_baseline_the_trials_and_a_verdict_in_both
     assert isinstance(best["request_fields"], dict)
     assert base["confirmed"] and base["goal"]["value"] > 0 and base["goal"]["n"] == 6
     assert base["goal"]["low"] <= base["goal"]["value"] <= base["goal"]["high"]
-    assert report["server_starts"] == {"cold": 1}  # request options reused the running server
+    assert sum(report["server_starts"].values()) == 1  # request options reused the running server
     assert report["verdict"]["en"] and report["verdict"]["vi"] != report["verdict"]["en"]
     assert "10 ms" in report["verdict"]["en"]  # Pika: how far from the owner's hope
     assert base["answers"], "the baseline's answers are kept to compare the others with"
