@@ -15,7 +15,7 @@ from dashboard.engine.carousel import Carousel
 from dashboard.engine.config import ServerConfig, default_config
 from dashboard.engine.problems import Problem
 from dashboard.engine.startup_log import Phase
-from dashboard.i18n import N_
+from dashboard.measure import request_errors
 from dashboard.measure.client import RequestTiming, chat_once
 
 REQUEST_TIMEOUT_S = 120.0
@@ -119,12 +119,14 @@ def request_problem(records: list[dict[str, Any]]) -> Problem | None:
     failed = [r for r in records if not r["ok"]]
     if not failed:
         return None
+    cause = request_errors.explain(str(failed[0]["error"]))  # in words, vLLM's text kept as root cause
     return Problem(
-        "request_failed",
-        N_("{failed} of {total} requests failed. The first error: {error}"),
-        None,
-        {"failed": len(failed), "total": len(records), "error": failed[0]["error"]},
-        root_cause=str(failed[0]["error"]),
+        cause.code,
+        cause.message,
+        cause.flag,
+        {**cause.params, "failed": len(failed), "total": len(records)},
+        suggestion=cause.suggestion,
+        root_cause=cause.root_cause,
     )
 
 
