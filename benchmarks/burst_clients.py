@@ -2,6 +2,7 @@
 
     python benchmarks/burst_clients.py --url http://127.0.0.1:8000 [--api-key-env NAME]
                                        [--requests 64] [--rounds 3] [--preset pika-json]
+    python benchmarks/burst_clients.py --simulate 17:2.5    # no GPU: a stand-in server, see below
 
 Clients, each timing every request the same way (the product's SSE reader: first byte, first content
 token, each later token, last byte):
@@ -14,7 +15,10 @@ Printed per client and round: the burst's wall time (first send to last byte), t
 two tokens of one answer, p50 whole answer, errors, and for the asyncio clients the event loop's
 longest stall (a 5 ms ticker that overshoots means per-token work or a blocking call held the loop,
 and every token arriving meanwhile is stamped late: pauses made by the client, not by the server),
-plus the client's CPU seconds. The server's own view (`vllm:inter_token_latency_seconds`, max over the
+plus the client's CPU seconds. `--simulate CHUNKS:MS` replaces the server with a stand-in (aiohttp, in its
+own process and core) that streams an empty role chunk, then CHUNKS one-token chunks MS apart to every
+request at once, like a fast GPU: every gap the clients report beyond MS is the client's (or this
+machine's) doing. The server's own view (`vllm:inter_token_latency_seconds`, max over the
 round from the histogram's buckets) is printed next to it when /metrics answers.
 """
 
@@ -137,6 +141,78 @@ def run_aiohttp(
     return result.timings, stall
 
 
+# ---------------------------------------------------------------------------------------------- stand-in
+
+
+def simulated_server(port: int, chunks: int, interval_ms: float, ready: Any) -> None:
+    """A stand-in for a fast vLLM: /v1/models, and streamed chat answers at a fixed token interval."""
+    import json
+
+    from aiohttp import web
+
+    cores = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cores[-1]})
+
+    def event(delta: dict, finish: str | None = None) -> bytes:
+        chunk = {"id": "x", "object": "chat.completion.chunk", "model": "sim",
+                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}  # fmt: skip
+        return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+    async def models_view(request: web.Request) -> web.Response:
+        return web.json_response({"data": [{"id": "sim", "max_model_len": 2048}]})
+
+    async def chat(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(event({"role": "assistant", "content": ""}))
+        for i in range(chunks):
+            await asyncio.sleep(interval_ms / 1000)
+            await response.write(event({"content": f"t{i} "}, "stop" if i == chunks - 1 else None))
+        usage = {"choices": [], "usage": {"prompt_tokens": 400, "completion_tokens": chunks}}
+        await response.write(b"data: " + json.dumps(usage).encode() + b"\n\ndata: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/v1/models", models_view)
+    app.router.add_post("/v1/chat/completions", chat)
+
+    async def serve() -> None:
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port, backlog=1024).start()
+        ready.set()
+        await asyncio.Event().wait()
+
+    asyncio.run(serve())
+
+
+def start_simulated(spec: str) -> tuple[str, Any]:
+    import multiprocessing
+    import socket
+
+    chunks, interval = spec.split(":")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    ready = multiprocessing.Event()
+    process = multiprocessing.Process(
+        target=simulated_server, args=(port, int(chunks), float(interval), ready), daemon=True
+    )
+    process.start()
+    ready.wait(20)
+    return f"http://127.0.0.1:{port}", process
+
+
+def busy_python() -> None:
+    """Pure-Python work forever: holds the GIL except at the interpreter's switch interval (5 ms)."""
+    total = 0
+    while True:
+        for i in range(10_000):
+            total += i * i
+
+
 # ---------------------------------------------------------------------------------------------- figures
 
 
@@ -191,13 +267,27 @@ def measure(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--url", required=True, help="base URL of the running server")
+    parser.add_argument("--url", help="base URL of the running server")
+    parser.add_argument("--simulate", metavar="CHUNKS:MS", help="a stand-in server instead of --url")
     parser.add_argument("--api-key-env", help="environment variable holding the API key")
     parser.add_argument("--preset", default="pika-json")
     parser.add_argument("--requests", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--clients", default="threads,httpx,aiohttp")
+    parser.add_argument(
+        "--busy-thread",
+        action="store_true",
+        help="keep a pure-Python CPU-bound thread running in this process (as a sampler or a page would)",
+    )
     args = parser.parse_args()
+    stand_in = None
+    if args.simulate:
+        args.url, stand_in = start_simulated(args.simulate)
+        cores = sorted(os.sched_getaffinity(0))
+        if len(cores) > 1:
+            os.sched_setaffinity(0, set(cores[:-1]))  # the clients stay off the stand-in's core
+    elif not args.url:
+        sys.exit("give --url URL or --simulate CHUNKS:MS")
     try:
         server = attach(args.url, args.api_key_env)
     except AttachError as exc:
@@ -217,6 +307,9 @@ def main() -> None:
         f" {args.rounds} rounds; client machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}"
     )
     run_threads(server.base_url, payloads[:4], key)  # warm-up: grammar compile, first prefill
+    if args.busy_thread:
+        threading.Thread(target=busy_python, daemon=True).start()
+        print("a CPU-bound Python thread runs beside the clients (the GIL is shared)")
     rows = []
     for number in range(args.rounds):
         print(f"round {number + 1}:")
@@ -233,6 +326,8 @@ def main() -> None:
             f"max gap {fmt(statistics.median(gaps) if gaps else None)} ms, "
             f"p50 e2e {fmt(statistics.median(e2es) if e2es else None)} ms"
         )
+    if stand_in is not None:
+        stand_in.terminate()
 
 
 if __name__ == "__main__":
