@@ -248,7 +248,8 @@ def send_burst(snap: Any, request: RequestSpec, json_mode: bool, plan: Any) -> A
 
     manager = state.get_manager()
     workload = loadgen.Workload.from_request(request, json_mode=json_mode, label="playground-burst")
-    return loadgen.run_load(
+    # a process of its own: the page's other threads must not hold the load generator back
+    return loadgen.run_load_isolated(
         snap.base_url, snap.served_name, workload, plan, api_key=manager.api_key, watch_metrics=True
     )
 

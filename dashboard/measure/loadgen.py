@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import queue
 import random
 import secrets
 import threading
@@ -667,6 +668,73 @@ def run_load(
             base_url, model, workload, plan, api_key, on_progress, stop, watch_metrics=watch_metrics
         )
     )
+
+
+def _isolated_child(
+    args: tuple[Any, ...], progress: Any, stop: Any, results: Any
+) -> None:  # pragma: no cover - runs in the child process
+    base_url, model, workload, plan, api_key, watch_metrics = args
+    bridge = threading.Event()
+
+    def watch_stop() -> None:
+        stop.wait()
+        bridge.set()
+
+    threading.Thread(target=watch_stop, daemon=True).start()
+    try:
+        result = run_load(
+            base_url, model, workload, plan, api_key,
+            on_progress=lambda done, total: progress.put((done, total)),
+            stop=bridge, watch_metrics=watch_metrics,
+        )  # fmt: skip
+        results.put(("ok", result))
+    except BaseException as exc:  # the parent re-raises it
+        results.put(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        progress.put(None)
+
+
+def run_load_isolated(
+    base_url: str,
+    model: str,
+    workload: Workload,
+    plan: LoadPlan,
+    api_key: str | None = None,
+    on_progress: ProgressCallback | None = None,
+    stop: threading.Event | None = None,
+    watch_metrics: bool = False,
+) -> LoadResult:
+    """`run_load` in a process of its own: no other thread of the caller (a page, a memory sampler)
+    shares its interpreter lock, so none can hold the event loop back and stamp tokens late.
+    Progress and the stop request cross over through a queue and an event."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    progress, results, stop_child = context.Queue(), context.Queue(), context.Event()
+    args = (base_url, model, workload, plan, api_key, watch_metrics)
+    child = context.Process(target=_isolated_child, args=(args, progress, stop_child, results), daemon=True)
+    child.start()
+    try:
+        while True:
+            if stop is not None and stop.is_set():
+                stop_child.set()
+            try:
+                item = progress.get(timeout=0.1)
+            except queue.Empty:
+                if not child.is_alive() and results.empty():
+                    raise RuntimeError("the load generator's process ended without a result") from None
+                continue
+            if item is None:
+                break
+            if on_progress is not None:
+                on_progress(*item)
+        status, payload = results.get(timeout=30)
+    finally:
+        stop_child.set()
+        child.join(10)
+    if status != "ok":
+        raise RuntimeError(payload)
+    return payload
 
 
 def run_levels(

@@ -414,3 +414,34 @@ def test_watching_metrics_fills_the_clocks_and_samples_the_queue():
     assert result.clocks["server_mean_ms"] == pytest.approx(4.0, rel=0.3)
     assert result.clocks["first_byte_mean_ms"] is not None
     assert result.waiting and all(count == 3 for _at, count in result.waiting)
+
+
+# ------------------------------------------------------------------------------------ isolated process
+
+
+def test_a_load_test_in_its_own_process_returns_the_same_kind_of_result_and_reports_progress():
+    server = FakeServer(delay=0.01)
+    seen: list[tuple[int, int | None]] = []
+
+    async def serve_until(done: threading.Event, where: list[str]) -> None:
+        async with local_server(server.__call__) as url:
+            where.append(url)
+            while not done.is_set():
+                await asyncio.sleep(0.05)
+
+    done, where = threading.Event(), []
+    thread = threading.Thread(target=lambda: asyncio.run(serve_until(done, where)), daemon=True)
+    thread.start()
+    while not where:
+        time.sleep(0.01)
+    try:
+        result = loadgen.run_load_isolated(
+            where[0], MODEL, Workload.synthetic(4, 2), LoadPlan(concurrency=2, requests=5),
+            on_progress=lambda d, t: seen.append((d, t)),
+        )  # fmt: skip
+    finally:
+        done.set()
+        thread.join(5)
+    assert isinstance(result, loadgen.LoadResult)
+    assert (result.sent, result.ok) == (5, 5)
+    assert seen[-1] == (5, 5) and len(server.bodies) == 5
