@@ -9,10 +9,13 @@ orders would resample only a handful of distinct sets, give a too-narrow interva
 run to the next.
 
 Noise: a within-server interval only knows how much orders to the same server differ. A new start
-of the same settings can also land on a busier or quieter machine. So every table run measures an A/A
-pair (the same settings started twice) and the farthest reach of that pair's interval from 1 is the
-noise band ("±X% here"). A setting is called faster or slower only when its whole interval lies outside
-that band; otherwise the verdict is "no clear change".
+of the same settings can also land on a busier or quieter machine, which shifts every order of that
+start. So every table run measures an A/A pair (the same settings started twice): the difference it
+shows, plus one standard error of that difference (its own orders were few too), is the noise band
+("±X% here"). A setting is called faster or slower only when its whole interval lies outside that band;
+otherwise the verdict is "no clear change". The row's own t interval already carries the caution that few
+orders call for; a 95% t interval on the A/A pair as well would count that caution twice (with three
+orders a start, its quantile is 4.3 and the band would swallow a fivefold effect).
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ class Comparison:
     n_first: int
     n_second: int
     confidence: float = CONFIDENCE
+    se: float | None = None  # standard error of the log ratio
 
     @property
     def n(self) -> int:
@@ -96,11 +100,12 @@ def compare(
         return Comparison(ratio, None, None, len(a), len(b), confidence)
     se2 = var_a / len(a) + var_b / len(b)
     if se2 <= 0:  # every order gave the same figure (a deterministic figure): the interval is the point
-        return Comparison(ratio, ratio, ratio, len(a), len(b), confidence)
+        return Comparison(ratio, ratio, ratio, len(a), len(b), confidence, 0.0)
     df = se2**2 / ((var_a / len(a)) ** 2 / (len(a) - 1) + (var_b / len(b)) ** 2 / (len(b) - 1))
     t = float(scipy_stats.t.ppf(0.5 + confidence / 2, df))
     half = t * math.sqrt(se2)
-    return Comparison(ratio, math.exp(diff - half), math.exp(diff + half), len(a), len(b), confidence)
+    low, high = math.exp(diff - half), math.exp(diff + half)
+    return Comparison(ratio, low, high, len(a), len(b), confidence, math.sqrt(se2))
 
 
 def mean_half_width(values: Sequence[float | None], confidence: float = CONFIDENCE) -> float | None:
@@ -144,11 +149,14 @@ class Noise:
 
 
 def noise_from(aa: Comparison | None, floor: float = NOISE_FLOOR) -> Noise:
-    """The noise band from an A/A pair: the farthest its interval reaches from 1 (at least `floor`).
-    Without an interval (missing pair, or one order per start) the band is UNKNOWN_NOISE."""
-    if aa is None or not aa.has_interval:
+    """The noise band from an A/A pair: its difference plus one standard error, on the log scale (at
+    least `floor`). Without an interval (missing pair, one order per start) the band is UNKNOWN_NOISE."""
+    if aa is None or not aa.has_interval or aa.ratio is None:
         return Noise(band=math.log1p(UNKNOWN_NOISE), measured=False, aa=aa)
-    reach = max(abs(math.log(aa.low)), abs(math.log(aa.high)))  # type: ignore[arg-type]
+    se = aa.se
+    if se is None:  # an interval given without its standard error: read it back as a normal one
+        se = (math.log(aa.high) - math.log(aa.low)) / (2 * 1.96)  # type: ignore[arg-type]
+    reach = abs(math.log(aa.ratio)) + se
     return Noise(band=max(reach, math.log1p(floor)), measured=True, aa=aa)
 
 

@@ -414,7 +414,12 @@ def noise_verdict(
     aa = (noise or {}).get("aa") or {}
     band = stats.noise_from(
         stats.Comparison(
-            aa.get("ratio"), aa.get("low"), aa.get("high"), aa.get("n_first", 0), aa.get("n_second", 0)
+            aa.get("ratio"),
+            aa.get("low"),
+            aa.get("high"),
+            aa.get("n_first", 0),
+            aa.get("n_second", 0),
+            se=aa.get("se"),
         )
         if aa
         else None

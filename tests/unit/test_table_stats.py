@@ -79,14 +79,23 @@ def test_failed_orders_and_non_positive_figures_are_left_out():
 # ---------------------------------------------------------------------------------------------- noise
 
 
-def test_noise_band_is_the_reach_of_the_aa_interval():
-    aa = stats.Comparison(ratio=1.05, low=0.9, high=1.2, n_first=5, n_second=5)
+def test_noise_band_is_the_aa_difference_plus_one_standard_error():
+    aa = stats.Comparison(ratio=1.1, low=0.9, high=1.3, n_first=5, n_second=5, se=0.05)
     noise = stats.noise_from(aa)
-    assert noise.measured and noise.percent == pytest.approx(20.0)
+    assert noise.measured and noise.percent == pytest.approx((1.1 * math.exp(0.05) - 1) * 100)
+
+
+def test_few_orders_in_the_aa_pair_do_not_blow_the_band_up():
+    aa = stats.compare([3815, 4145, 8295], [10521, 7232, 5303])  # a busy machine, three orders a start
+    assert aa.high > 3.5  # its 95% interval is very wide (t quantile 4.3)...
+    noise = stats.noise_from(aa)
+    assert 40 < noise.percent < 100  # ...but the band is the drift it showed, plus one standard error
+    caching = stats.compare([29429, 29773, 36630], [5816, 6275, 9130])
+    assert stats.effect_of(caching, noise) == stats.FASTER
 
 
 def test_a_lucky_aa_pair_still_gets_the_noise_floor():
-    aa = stats.Comparison(ratio=1.0, low=0.99, high=1.01, n_first=5, n_second=5)
+    aa = stats.Comparison(ratio=1.0, low=0.99, high=1.01, n_first=5, n_second=5, se=0.005)
     assert stats.noise_from(aa).percent == pytest.approx(stats.NOISE_FLOOR * 100)
 
 
