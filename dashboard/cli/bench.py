@@ -441,7 +441,7 @@ def _sweep_keeper(keep: Callable[[dict[str, Any]], None], lang: str) -> Callable
 
 
 def print_level(row: dict[str, Any], lang: str) -> None:
-    print(f"[{_level_name(row)}] " + level_text(row, lang), flush=True)
+    print(f"{_level_name(row)}: " + level_text(row, lang), flush=True)
     clocks = row.get("clocks") or {}
     if clocks:
         print("    " + clocks_text(clocks, lang), flush=True)
@@ -467,7 +467,7 @@ def _level_name(row: dict[str, Any]) -> str:
     elif row.get("shape") == "throughput":
         name = "all at once" + (f" (cap {row['concurrency']})" if row.get("concurrency") else "")
     else:
-        name = f"c={row.get('concurrency')}"
+        name = f"{row.get('concurrency')} at once"
     return f"{step}: {name}" if step and step != "rate" else name
 
 
