@@ -26,6 +26,7 @@ WARMUP = 1
 NOISE_BAND = stats.NOISE_FLOOR  # two servers of one machine: at least ±5% is what chance alone can do
 STANDARD_MESSAGES = ({"role": "user", "content": "Name three colours of LEGO bricks."},)
 STANDARD_MAX_TOKENS = 16
+LONGEST_ANSWER = 32  # a playground order's answer is capped so a comparison takes seconds, not minutes
 
 FASTER, SLOWER, UNCLEAR = stats.FASTER, stats.SLOWER, stats.UNCLEAR
 NOT_COMPARABLE, NOT_MEASURED = "not_comparable", "not_measured"
@@ -84,7 +85,7 @@ class Probe:
             messages=tuple(
                 {"role": str(m["role"]), "content": str(m["content"])} for m in payload.get("messages", [])
             ),
-            max_tokens=int(payload.get("max_tokens") or STANDARD_MAX_TOKENS),
+            max_tokens=min(int(payload.get("max_tokens") or STANDARD_MAX_TOKENS), LONGEST_ANSWER),
             temperature=float(payload.get("temperature") or 0.0),
             response_format=payload.get("response_format"),
             source="playground",

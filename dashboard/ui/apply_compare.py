@@ -58,37 +58,46 @@ def next_probe() -> Probe:
 
 
 def apply(manager: Any, config: ServerConfig) -> bool:
-    """Measure the running server, then ask for the switch; False when a restart is already under way."""
-    snap = manager.snapshot()
-    probe = next_probe()
-    before: Side | None = None
-    if snap.status == "ready" and snap.config is not None and not manager.is_busy():
-        with tracker().lock:
-            tracker().stage = "measuring_before"
-        try:
-            before = compare.measure_side(snap.base_url, snap.served_name, probe, api_key=manager.api_key)
-        except Exception:  # a comparison is a bonus: never block the Apply because of it
-            log.exception("before-side measurement failed")
-    if not manager.apply(config):
-        with tracker().lock:
-            tracker().stage = "idle"
+    """Ask for the switch; the old server is measured first in the background, then the Apply goes
+    through. False when a start (or another Apply's measurement) is already under way."""
+    if manager.is_busy() or in_flight(manager):
         return False
+    snap = manager.snapshot()
     entry = BeforeAfter(
-        probe,
-        before,
+        next_probe(),
+        None,
         None,
         mask_config(snap.config) if snap.config is not None else {},
         mask_config(config),
     )
     with tracker().lock:
         tracker().entry = entry
-        tracker().stage = "waiting"
+        tracker().stage = "measuring_before"
         tracker().requested_at = time.time()
         tracker().manager_id = id(manager)
     threading.Thread(
-        target=_measure_after, args=(manager, config, entry), name="lego-apply-after", daemon=True
+        target=_before_then_apply, args=(manager, config, snap, entry), name="lego-apply", daemon=True
     ).start()
     return True
+
+
+def _before_then_apply(manager: Any, config: ServerConfig, snap: Any, entry: BeforeAfter) -> None:
+    before: Side | None = None
+    if snap.status == "ready" and snap.config is not None:
+        try:
+            before = compare.measure_side(
+                snap.base_url, snap.served_name, entry.probe, api_key=manager.api_key
+            )
+        except Exception:  # a comparison is a bonus: never block the Apply because of it
+            log.exception("before-side measurement failed")
+    entry = BeforeAfter(entry.probe, before, None, entry.before_config, entry.after_config)
+    accepted = manager.apply(config)
+    with tracker().lock:
+        tracker().entry = entry
+        tracker().stage = "waiting" if accepted else "refused"
+        tracker().requested_at = time.time()
+    if accepted:
+        _measure_after(manager, config, entry)
 
 
 def _measure_after(manager: Any, config: ServerConfig, entry: BeforeAfter) -> None:
@@ -185,4 +194,8 @@ def stage_text(stage: str) -> str:
         "measuring_before": _("Measuring the current factory before the switch…"),
         "waiting": _("Waiting for the new factory to be ready, to measure the same order on it…"),
         "measuring_after": _("Measuring the same order on the new factory…"),
+        "refused": _(
+            "A restart is already under way, so this one was not started. "
+            "Your settings are kept here: press the button again once the factory is ready."
+        ),
     }.get(stage, "")

@@ -3,6 +3,7 @@ each side, the verdict (no red for noise), and whether the answer stayed the sam
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,6 +16,7 @@ from dashboard.measure.compare import BeforeAfter, Side
 from dashboard.ui import i18n as ui_i18n
 from dashboard.ui import widgets
 
+REFUSAL_SHOWN_S = 30.0
 VERDICT_COLOURS = {compare.FASTER: "green", compare.SLOWER: "orange", compare.UNCLEAR: "gray"}
 
 
@@ -132,6 +134,10 @@ def latest_card() -> None:
 
     tracker = apply_compare.tracker()
     if tracker.entry is None:
+        return
+    if tracker.stage == "refused":
+        if time.time() - tracker.requested_at < REFUSAL_SHOWN_S:
+            st.warning(apply_compare.stage_text("refused"), icon=":material/info:")
         return
 
     @st.fragment(run_every=1.0)

@@ -114,6 +114,9 @@ def test_apply_sends_the_pending_values_to_the_manager(manager: StandInManager) 
     at.number_input(key=widgets.widget_key("port")).set_value(8449).run()
     at.button(key="factory.apply").click().run()
     assert not at.exception
+    deadline = time.monotonic() + 20  # the Apply goes through in the background
+    while not manager.applied and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert len(manager.applied) == 1
     assert manager.applied[0].get("max_num_seqs") == 64
     assert "The factory is being rebuilt with your settings." in texts(at)
@@ -219,6 +222,9 @@ def test_earlier_results_stay_visible_during_a_restart(manager: StandInManager) 
     assert "Last start" in texts(at)
     at.select_slider(key=widgets.widget_key("kv_cache_memory_gib")).set_value(2.0).run()
     at.button(key="factory.apply").click().run()
+    deadline = time.monotonic() + 20  # the old server is measured first, then the Apply goes through
+    while manager.snap.status != "starting" and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert manager.snap.status == "starting"
     at.run()
     page = texts(at)
