@@ -24,6 +24,12 @@ EFFECT_NAMES = {
     "not_a_speed_setting": N_("not a speed setting"),
     "not_measured_here": N_("not measured here"),
 }
+WORKLOAD_NAMES = {
+    "short": N_("short questions"),
+    "repeated_long_prompt": N_("the same long question again and again"),
+    "long_prompts": N_("long questions"),
+    "many_at_once": N_("many orders at once"),
+}
 METRIC_NAMES = {
     "ttft_ms": N_("first token"),
     "tpot_ms": N_("time per token"),
@@ -74,14 +80,19 @@ def machine_line(data: Mapping[str, Any], lang: str) -> str:
 
 
 def noise_line(data: Mapping[str, Any], lang: str) -> str:
+    """How far apart the same settings came out, for each figure a row of the table is judged on."""
     tr = _tr(lang)
-    figures = (data.get("noise") or {}).get("figures") or []
-    parts = [
-        f"{tr(METRIC_NAMES.get(f['metric'], f['metric']))} ({f['workload']}) "
-        f"±{number(f['percent'], lang, 0)}%"
-        for f in figures
-        if f.get("measured")
+    used = {(row.get("workload"), row.get("metric")) for row in data.get("rows") or [] if row.get("metric")}
+    figures = [
+        f
+        for f in (data.get("noise") or {}).get("figures") or []
+        if f.get("measured") and (not used or (f.get("workload"), f.get("metric")) in used)
     ]
+    parts = []
+    for f in figures:
+        metric = tr(METRIC_NAMES.get(f["metric"], f["metric"]))
+        workload = tr(WORKLOAD_NAMES.get(f["workload"], f["workload"]))
+        parts.append(f"{metric} ({workload}) ±{number(f['percent'], lang, 0)}%")
     if not parts:
         return tr(N_("The same settings could not be measured twice, so the noise is taken to be ±30%."))
     return tr(
