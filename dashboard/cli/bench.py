@@ -441,7 +441,7 @@ def _sweep_keeper(keep: Callable[[dict[str, Any]], None], lang: str) -> Callable
 
 
 def print_level(row: dict[str, Any], lang: str) -> None:
-    print(f"{_level_name(row)}: " + level_text(row, lang), flush=True)
+    print(f"{_level_name(row, lang)}: " + level_text(row, lang), flush=True)
     clocks = row.get("clocks") or {}
     if clocks:
         print("    " + clocks_text(clocks, lang), flush=True)
@@ -460,14 +460,16 @@ def print_level(row: dict[str, Any], lang: str) -> None:
         print("    " + translate(N_("{count} x {error}"), lang, count=count, error=error), flush=True)
 
 
-def _level_name(row: dict[str, Any]) -> str:
+def _level_name(row: dict[str, Any], lang: str) -> str:
     step = row.get("step")
     if row.get("shape") in ("poisson", "constant"):
-        name = f"{row['shape']} {row['rate']:g}/s"
+        name = translate(N_("{shape} {rate} per second"), lang, shape=row["shape"], rate=f"{row['rate']:g}")
     elif row.get("shape") == "throughput":
-        name = "all at once" + (f" (cap {row['concurrency']})" if row.get("concurrency") else "")
+        name = translate(N_("all at once"), lang)
+        if row.get("concurrency"):
+            name += f" (≤ {row['concurrency']})"
     else:
-        name = f"{row.get('concurrency')} at once"
+        name = translate(N_("{n} at once"), lang, n=row.get("concurrency"))
     return f"{step}: {name}" if step and step != "rate" else name
 
 
