@@ -101,7 +101,10 @@ def test_a_short_sweep_goes_from_one_at_a_time_to_all_at_once_then_rates(server)
     assert [s.kind for s in steps[:2]] == ["synchronous", "throughput"]
     assert 3 <= len(steps) <= 4 and all(s.kind == "rate" for s in steps[2:])
     slowest, fastest = steps[0].result.requests_per_s, steps[1].result.requests_per_s
-    assert all(slowest < s.rate < fastest for s in steps[2:])
+    if fastest > slowest:  # batching paid off: the rates lie strictly between the two ends
+        assert all(slowest < s.rate < fastest for s in steps[2:])
+    else:  # a machine too busy to batch: one rate, the one-at-a-time one
+        assert [s.rate for s in steps[2:]] == [slowest]
     assert all(s.result.errors == 0 for s in steps)
 
 
