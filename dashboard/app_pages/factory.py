@@ -16,6 +16,7 @@ from dashboard.engine.problems import Problem
 from dashboard.engine.report import mask_secrets
 from dashboard.measure.predict import GIB, MemoryPrediction, predict
 from dashboard.ui import apply_compare, carousel_view, charts, checks, compare_view, state, widgets
+from dashboard.ui import floor as floor_ui
 from dashboard.ui import i18n as ui_i18n
 from dashboard.ui import roles as ui_roles
 
@@ -582,6 +583,7 @@ def page() -> None:
             st.warning(_("Your last Apply was refused before anything started:"), icon=":material/block:")
         problem_box(snap.problem, manager, failed_start=False)
     compare_view.latest_card()
+    floor_ui.live_floor("factory.floor")
 
     control_room = st.container(border=True, key="control_room")
     values = flag_groups(pending, baseline, running, backend)

@@ -17,6 +17,7 @@ from dashboard.engine.report import mask_config
 from dashboard.measure import request_errors
 from dashboard.measure.client import RequestTiming, chat_once
 from dashboard.ui import apply_compare, charts, load_view, state, widgets
+from dashboard.ui import floor as floor_ui
 from dashboard.ui import i18n as ui_i18n
 from dashboard.ui import playground_extras as extras
 from dashboard.ui import roles as ui_roles
@@ -437,13 +438,16 @@ def page() -> None:
         key="playground.burst_button",
     ) and ui_roles.order_allowed(state.get_manager(), copies):
         with st.spinner(_("Serving {n} customers…").format(n=copies)):
-            result = send_burst(snap, request, json_mode, plan)
+            result = floor_ui.while_watching(
+                lambda: send_burst(snap, request, json_mode, plan), "playground.floor"
+            )
         st.session_state[BURST_KEY] = result
         save_burst(snap, preset, result)
     if BURST_KEY in st.session_state:
         lanes = snap.config.get("max_num_seqs") if snap.config is not None else None
         single = st.session_state[RESULT_KEY][0].e2e_ms if RESULT_KEY in st.session_state else None
         show_burst(st.session_state[BURST_KEY], lanes, single)
+    floor_ui.live_floor("playground.floor")
 
 
 page()

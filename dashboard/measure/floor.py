@@ -293,11 +293,14 @@ class FloorSampler:
         keep_s: float = 120.0,
         idle_stop_s: float = 8.0,
         scraper: Scraper | None = None,
+        threaded: bool = True,
     ) -> None:
+        """`threaded=False`: nothing scrapes by itself; `sample_once()` is called by hand (tests)."""
         self.interval_s = interval_s
         self.keep_s = keep_s
         self.idle_stop_s = idle_stop_s
         self._scraper = scraper
+        self.threaded = threaded
         self._lock = threading.Lock()
         self._watch = _Watch()
         self._states: deque[FloorState] = deque()
@@ -321,7 +324,7 @@ class FloorSampler:
                 self._previous = None
             self._watch = _Watch(base_url, limits)
             self._last_read = time.monotonic()
-            if self._thread is None or not self._thread.is_alive():
+            if self.threaded and (self._thread is None or not self._thread.is_alive()):
                 self._thread = threading.Thread(target=self._loop, name="floor-sampler", daemon=True)
                 self._thread.start()
 
