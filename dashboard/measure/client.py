@@ -249,7 +249,6 @@ def make_session(timeout_s: float = 120.0) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(
         connector=connector,
         timeout=aiohttp.ClientTimeout(total=timeout_s),
-        auto_decompress=False,
         read_bufsize=2**16,
     )
 
