@@ -538,10 +538,27 @@ class Carousel:
             return self._refused(config, problem, now), None
         predicted = self.predict_footprint(config)
         self._make_room(predicted, config if replace_same else None)
-        config = config.with_values({"port": self._free_port_for(config)})
+        starter_ready = self.starter is not None and self.starter.wait_ready(STARTER_WAIT_S)
+        for _attempt in range(3):  # another program may take the free port before the server binds it
+            port = self._free_port_for(config)
+            report, slot = self._launch_slot(
+                config.with_values({"port": port}), predicted, starter_ready, timeout, on_phase
+            )
+            if slot is not None or report.error is None or report.error.code != "port_busy":
+                break
+        return report, slot
+
+    def _launch_slot(
+        self,
+        config: ServerConfig,
+        predicted: Footprint,
+        starter_ready: bool,
+        timeout: float,
+        on_phase: PhaseCallback | None,
+    ) -> tuple[StartupReport, _Slot | None]:
         slot_id = self._free_slot_id()
         manager = ServerManager(self.workdir / "slots" / str(slot_id), backend=self.backend)
-        if self.starter is not None and self.starter.wait_ready(STARTER_WAIT_S):
+        if starter_ready:
             manager.starter = self.starter
         if self.sleep_mode:
             manager.extra_argv = ["--enable-sleep-mode"]

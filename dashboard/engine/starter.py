@@ -272,6 +272,7 @@ def _become_server(request: dict[str, Any], listener: socket.socket) -> None:
         argv = list(request["argv"])
         module = argv[argv.index("-m") + 1]
         sys.argv = [module, *argv[argv.index("-m") + 2 :]]
+        _show_command_line(argv)
         _fork_engine_processes()
         import runpy
 
@@ -288,6 +289,14 @@ def _become_server(request: dict[str, Any], listener: socket.socket) -> None:
             sys.stdout.flush()
             sys.stderr.flush()
         os._exit(code)
+
+
+def _show_command_line(argv: list[str]) -> None:
+    """Let `ps` show the server's own command line, as a cold start would, not the starter's."""
+    with contextlib.suppress(Exception):
+        import setproctitle
+
+        setproctitle.setproctitle(" ".join(argv))
 
 
 def _fork_engine_processes() -> None:
