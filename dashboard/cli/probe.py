@@ -123,6 +123,10 @@ def _print_summary(report: dict[str, Any], lang: str) -> None:
             )
         )
         print(translate(N_("Last answer: {text}"), lang, text=report["requests"][-1]["text"]))
+    budget = report.get("budget")
+    if budget:
+        parts = [f"{translate(seg['label'], lang)} {_fmt(seg['ms'])} ms" for seg in budget["segments"]]
+        print(translate(N_("Where one answer's time went: {parts}"), lang, parts="; ".join(parts)))
     if report["error"] is not None:
         error = report["error"]
         print(error["text_vi"] if lang == "vi" else error["text_en"])
