@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import SimpleNamespace
 
-from dashboard.engine import models
+from dashboard.engine import models, starter
 from dashboard.engine.server import STATE_FILE, ServerManager, stop_all
 
 LOGS_KEPT = 20
@@ -67,7 +67,9 @@ def reap_leftovers(folders: Iterable[Path] | None = None) -> list[int]:
     A record whose owner still runs (another app on this home) is left alone."""
     killed: list[int] = []
     seen: set[Path] = set()
-    for folder in folders if folders is not None else app_record_folders():
+    chosen = list(folders) if folders is not None else app_record_folders()
+    for folder in chosen:
+        starter.reap_starter(Path(folder))  # the carousel's prepared starter, when its app is gone
         for record in record_files(Path(folder), depth=0 if Path(folder) == runs_root() else RECORD_DEPTH):
             if record in seen:
                 continue

@@ -114,3 +114,16 @@ time.sleep(60)
     child.send_signal(signal.SIGHUP)
     child.wait(timeout=30)
     assert not psutil.pid_exists(server_pid) or psutil.Process(server_pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_the_carousels_starter_of_a_dead_app_is_reaped_too(home: Path):
+    folder = home / "runs" / "app"
+    folder.mkdir(parents=True)
+    waiting = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(300)", "dashboard.engine.starter"],
+        start_new_session=True,
+    )
+    state = {"owner_pid": 999_999_0, "pid": waiting.pid}
+    (folder / "starter.json").write_text(json.dumps(state), encoding="utf-8")
+    lifecycle.reap_leftovers()
+    assert gone(waiting)
