@@ -583,7 +583,7 @@ def page() -> None:
             st.warning(_("Your last Apply was refused before anything started:"), icon=":material/block:")
         problem_box(snap.problem, manager, failed_start=False)
     compare_view.latest_card()
-    floor_ui.live_floor("factory.floor")
+    floor_ui.live_floor("factory.floor", open_by_default=False)  # open it to watch; the playground opens it
 
     control_room = st.container(border=True, key="control_room")
     values = flag_groups(pending, baseline, running, backend)

