@@ -20,7 +20,7 @@ from dashboard.engine.server import ServerManager
 from dashboard.history import handout
 from dashboard.history.store import HistoryStore
 from dashboard.i18n import N_, translate
-from dashboard.measure import table
+from dashboard.measure import estimate, table
 from dashboard.measure.probe import pick_port
 
 
@@ -91,8 +91,10 @@ def run(args: argparse.Namespace) -> int:
     plan = table.table_plan(
         base, backend, chosen_flags(args.flags), args.orders, args.minutes, start_timeout=args.timeout
     )
-    print_plan(plan, lang)
     store = open_history(args)
+    if store is not None:  # time the plan with the starts this machine really measured
+        plan = plan.with_measured_starts(estimate.times_from_history(store.list_runs(limit=200), backend))
+    print_plan(plan, lang)
     run_id = _create_run(store, plan)
     manager = ServerManager(common.workdir(args), backend=backend)
     result = None

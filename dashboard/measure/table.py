@@ -35,6 +35,7 @@ from dashboard.engine import flags, hardware
 from dashboard.engine.config import ServerConfig
 from dashboard.engine.report import StartupReport, mask_config
 from dashboard.i18n import LANGUAGES, N_, normalize, translate
+from dashboard.measure import estimate as estimate_mod
 from dashboard.measure import fresh, loadgen, memory, stats
 from dashboard.measure.loadgen import LoadPlan, Workload
 
@@ -208,6 +209,13 @@ class TablePlan:
     max_orders: int = MAX_ORDERS
     budget_s: float | None = None  # None: the estimate plus half again
     start_timeout: float = 600.0
+    measured_start_s: tuple[float, float] | None = None  # this machine's (eager, compiled) start times
+
+    def with_measured_starts(self, times: Any) -> TablePlan:
+        """The plan timed with this machine's measured starts (an estimate.MachineTimes)."""
+        eager, _ = estimate_mod.start_range(times, True, self.backend)
+        compiled, _ = estimate_mod.start_range(times, False, self.backend)
+        return replace(self, measured_start_s=(sum(eager) / 2, sum(compiled) / 2))
 
     @property
     def measured_rows(self) -> list[PlannedRow]:
@@ -228,6 +236,8 @@ class TablePlan:
         return 2 + 2 * len(self.measured_rows) if self.measured_rows else 0
 
     def start_seconds(self, config: ServerConfig) -> float:
+        if self.measured_start_s is not None:
+            return self.measured_start_s[0 if config.get("enforce_eager") is not False else 1]
         seconds = START_S.get(self.backend, 60.0)
         return seconds + (COMPILE_S.get(self.backend, 60.0) if config.get("enforce_eager") is False else 0.0)
 

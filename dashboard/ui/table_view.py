@@ -3,6 +3,7 @@ with a placeholder row for every flag not measured yet. No Streamlit calls here:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -14,6 +15,7 @@ from dashboard.history import handout
 from dashboard.measure import stats
 from dashboard.measure import table as table_mod
 from dashboard.measure.loadgen import LoadPlan, Workload
+from dashboard.ui import estimates
 from dashboard.ui import measure_jobs as jobs
 
 
@@ -87,7 +89,10 @@ def table_frame(
 
 
 def plan_for(base: ServerConfig, backend: str, orders: int, minutes: float | None) -> table_mod.TablePlan:
-    return table_mod.table_plan(base, backend, orders=orders, minutes=minutes)
+    """The whole table, timed with the starts this machine really measured (when the history has some)."""
+    plan = table_mod.table_plan(base, backend, orders=orders, minutes=minutes)
+    times = estimates.machine_times(backend, int(time.time() // 60))
+    return plan.with_measured_starts(times)
 
 
 def job_request(plan: table_mod.TablePlan, restore: ServerConfig | None, backend: str) -> jobs.JobRequest:
