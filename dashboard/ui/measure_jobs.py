@@ -372,6 +372,29 @@ class SweepJob:
     # ------------------------------------------------------------ worker
 
     def _run(self, request: JobRequest) -> None:
+        """Own the server for the whole measurement (a claim): meanwhile every other Apply, Stop, model
+        change and playground order is refused, so no row is measured on a server someone changed."""
+        claim = getattr(self._manager, "claim", None)
+        if not callable(claim):  # a plain server manager: nothing to claim
+            self._run_measured(request)
+            return
+        owner = f"measurement-{id(self)}-{time.time():.0f}"
+        try:
+            with claim(
+                owner=owner, what=_claim_what(request), who="presenter", until=_claim_until(request)
+            ) as view:
+                plain, self._manager = self._manager, view
+                try:
+                    self._run_measured(request)
+                finally:
+                    self._manager = plain
+        except Exception as exc:  # refused: someone else's measurement holds the server
+            if self.snapshot().status != "running":
+                raise
+            log.warning("measurement could not claim the server: %s", exc)
+            self._update(status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=time.time())
+
+    def _run_measured(self, request: JobRequest) -> None:
         status, error = "done", ""
         try:
             if request.table is not None:
@@ -659,6 +682,26 @@ def _finite(data: Any) -> Any:
     if isinstance(data, list | tuple):
         return [_finite(item) for item in data]
     return data
+
+
+def _claim_what(request: JobRequest) -> str:
+    """What the claim says is running, in words any session can read."""
+    if request.table is not None or request.mode == "table":
+        return "table"  # each page says it in its reader's language (dashboard/ui/roles.py)
+    return ", ".join(flags.get(flag).cli for flag, _values in request.sweeps) or "measurement"
+
+
+def _claim_until(request: JobRequest) -> float | None:
+    """About when the measurement ends (epoch seconds), from the same estimate the page shows."""
+    if request.table is not None or not request.sweeps:
+        return None
+    try:
+        seconds = estimate_seconds(
+            request.sweeps, request.base, request.plan.requests, request.plan.concurrency, request.backend
+        )
+    except Exception:
+        return None
+    return time.time() + seconds if seconds else None
 
 
 def _base_for(flag: str, base: ServerConfig) -> ServerConfig:

@@ -271,12 +271,31 @@ def held(manager: Any) -> Any:
     return claim
 
 
+def claim_words(claim: Any) -> tuple[str, str]:
+    """What runs and who started it, in this session's language."""
+    _ = ui_i18n.translator()
+    what = str(getattr(claim, "what", "") or "")
+    if what == "table":
+        what = _("the whole table run")
+    elif what.startswith("--"):
+        what = _("a sweep of {flags}").format(flags=what)
+    elif what in ("", "measurement"):
+        what = _("a measurement")
+    who = str(getattr(claim, "who", "") or "")
+    if who == roles.PRESENTER:
+        who = _("the presenter")
+    elif who == roles.VISITOR:
+        who = _("a visitor")
+    return what, who or str(getattr(claim, "owner", ""))
+
+
 def held_problem(claim: Any) -> Problem:
     until = getattr(claim, "until", None)
     started = getattr(claim, "started_at", None) or time.time()
+    what, who = claim_words(claim)
     params = {
-        "what": getattr(claim, "what", ""),
-        "who": getattr(claim, "who", "") or getattr(claim, "owner", ""),
+        "what": what,
+        "who": who,
         "minutes": max(0, round((time.time() - started) / 60)),
     }
     if until:

@@ -207,8 +207,8 @@ def test_a_crashed_server_is_shown_as_crashed_with_its_log_and_kept_in_history(
 @dataclass
 class HeldClaim:
     owner: str = "sweep-job"
-    what: str = "sweep of --max-num-seqs"
-    who: str = "the presenter"
+    what: str = "--max-num-seqs"
+    who: str = "presenter"
     started_at: float = 0.0
     until: float | None = None
 
@@ -238,7 +238,7 @@ def claimed_manager(monkeypatch: pytest.MonkeyPatch) -> ClaimedManager:
 def test_during_a_measurement_apply_and_stop_are_refused_with_what_who_and_when(claimed_manager) -> None:
     at = open_app("en")
     page = texts(at)
-    owner = "A measurement owns the factory: sweep of --max-num-seqs, started by the presenter 2 min ago"
+    owner = "A measurement owns the factory: a sweep of --max-num-seqs, started by the presenter 2 min ago"
     assert owner in page
     assert "about 5 min" in page
     assert at.button(key="factory.apply").disabled

@@ -145,3 +145,50 @@ def test_a_sessions_key_box_gets_a_placeholder_and_apply_keeps_the_real_key():
     assert doors.reveal_secrets(shown, running).get("api_key") == "sk-real"
     assert doors.reveal_secrets(shown.with_values({"api_key": "new"}), running).get("api_key") == "new"
     assert doors.reveal_secrets(shown, None).get("api_key") is None
+
+
+# ------------------------------------------------------------------------------ a measurement owns the server
+
+
+def test_a_page_measurement_claims_the_server_and_drives_it_through_the_claim():
+    import contextlib
+    import threading
+
+    from tests.unit.test_measure_jobs import RefusingManager, request
+
+    class ClaimingManager(RefusingManager):
+        def __init__(self) -> None:
+            super().__init__()
+            self.claims: list[dict] = []
+            self.held = threading.Event()
+
+        @contextlib.contextmanager
+        def claim(self, owner, what, who="", until=None):
+            self.claims.append({"owner": owner, "what": what, "who": who, "until": until})
+            self.held.set()
+            view = self
+
+            class View:
+                def restart(self, config, wait=True, timeout=600, **kwargs):
+                    view.restarts_by_owner.append(owner)
+                    return view.restart(config, wait=wait, timeout=timeout)
+
+                def __getattr__(self, name):
+                    return getattr(view, name)
+
+            try:
+                yield View()
+            finally:
+                self.held.clear()
+
+    manager = ClaimingManager()
+    manager.restarts_by_owner = []
+    job = jobs.SweepJob()
+    assert job.start(request(values=(4, 16)), manager) is None
+    job.wait(30)
+    assert len(manager.claims) == 1
+    claim = manager.claims[0]
+    assert claim["what"] == "--max-num-seqs" and claim["who"] == "presenter"
+    assert claim["until"] is not None
+    assert manager.restarts_by_owner and set(manager.restarts_by_owner) == {claim["owner"]}
+    assert not manager.held.is_set()  # released at the end
