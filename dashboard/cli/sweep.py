@@ -40,6 +40,11 @@ def register(subparsers, _) -> None:
     )
     parser.add_argument("--concurrency", type=int, default=1, help=_(N_("requests in flight at once")))
     add_load_options(parser, _)
+    parser.add_argument(
+        "--no-noise-pair",
+        action="store_true",
+        help=_(N_("do not start the first value again at the end to measure the noise (one start less)")),
+    )
     parser.set_defaults(func=run, requests=3)
 
 
@@ -122,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
             plan=LoadPlan(concurrency=args.concurrency, requests=args.requests, timeout_s=300),
             warmup=1,
             start_timeout=args.timeout,
+            noise_pair=not args.no_noise_pair,
         )
     finally:
         manager.close()
@@ -131,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     measured = [row for row in result.rows if row.measured]
     status = "done" if measured else "failed"
     _finish(store, run_id, name, values, rows, status, result)
-    print(verdict(result.rows, name, lang))
+    print(result.verdict(lang))
     output = result.to_dict() | {"history_run_id": run_id, "base_config": mask_config(base)}
     write_json(args, output)
     return common.EXIT_OK if len(measured) == len(values) else common.EXIT_FAILED
@@ -206,8 +212,9 @@ def _finish(
         "values": values,
         "verdict_message": message,
         "verdict_params": params,
-        "verdict_vi": verdict(objects, name, "vi"),
-        "verdict_en": verdict(objects, name, "en"),
+        "verdict_vi": result.verdict("vi") if result else verdict(objects, name, "vi"),
+        "verdict_en": result.verdict("en") if result else verdict(objects, name, "en"),
+        "noise": result.noise if result else None,
         "duration_s": result.duration_s if result else None,
         "plan": result.plan if result else {},
         "measured": sum(1 for row in objects if row.measured),

@@ -53,7 +53,7 @@ def sweep(home: Path) -> tuple[subprocess.CompletedProcess, dict]:
     done = cli(
         home,
         "sweep", "--lang", "vi", "--preset", "pika-json", "--flag", "max_num_seqs", "--values", "4,16",
-        "--requests", "3", "--concurrency", "2", "--set", f"port={SWEEP_PORT}", "--set", "max_model_len=1024",
+        "--no-noise-pair", "--requests", "3", "--concurrency", "2", "--set", f"port={SWEEP_PORT}", "--set", "max_model_len=1024",
         "--json", str(out),
     )  # fmt: skip
     print(done.stdout[-3000:], done.stderr[-3000:])
