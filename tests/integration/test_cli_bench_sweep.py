@@ -53,8 +53,8 @@ def sweep(home: Path) -> tuple[subprocess.CompletedProcess, dict]:
     done = cli(
         home,
         "sweep", "--lang", "vi", "--preset", "pika-json", "--flag", "max_num_seqs", "--values", "4,16",
-        "--no-noise-pair", "--requests", "3", "--concurrency", "2", "--set", f"port={SWEEP_PORT}", "--set", "max_model_len=1024",
-        "--json", str(out),
+        "--no-noise-pair", "--requests", "3", "--concurrency", "2", "--set", f"port={SWEEP_PORT}",
+        "--set", "max_model_len=1024", "--json", str(out),
     )  # fmt: skip
     print(done.stdout[-3000:], done.stderr[-3000:])
     return done, json.loads(out.read_text(encoding="utf-8")) if out.exists() else {}
