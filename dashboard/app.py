@@ -36,6 +36,7 @@ pages = [
     st.Page(PAGES_DIR / "memory.py", title=_("Memory warehouse"), icon=":material/memory:"),
     st.Page(PAGES_DIR / "impact.py", title=_("Impact on response time"), icon=":material/speed:"),
     st.Page(PAGES_DIR / "tune.py", title=_("Tune for me"), icon=":material/tune:"),
+    st.Page(PAGES_DIR / "lesson.py", title=_("Lesson"), icon=":material/school:"),
     st.Page(PAGES_DIR / "history.py", title=_("History"), icon=":material/history:"),
 ]
 current = st.navigation(pages)
