@@ -124,7 +124,8 @@ def _flag_line(part: Part, _: Callable[[str], str]) -> str:
 
 
 def _unknown(part: Part, _: Callable[[str], str]) -> str:
-    return f'<div class="lego-unknown">{html.escape(_(STATUS_TEXTS[part.status]))}</div>'
+    text = html.escape(_(STATUS_TEXTS[part.status]))
+    return f'<div class="lego-unknown">{text}</div>'
 
 
 def _lanes(part: Part, _: Callable[[str], str]) -> str:
@@ -228,7 +229,8 @@ def floor_html(
         part = floor_state.parts.get(key)
         if part is None:
             continue
-        title = f"{PART_ICONS[key]} {html.escape(_(PART_TITLES[key]))}"
+        name = html.escape(_(PART_TITLES[key]))
+        title = f"{PART_ICONS[key]} {name}"
         cards.append(
             f'<div class="lego-part" data-part="{key}" data-status="{part.status}"><h4>{title}</h4>'
             + part_body(part, _, limits, top_speed)

@@ -144,9 +144,7 @@ def answer_form(run: pred.LessonRun, step: LessonStep) -> None:
             ),
             icon=":material/check:",
         )
-    ngettext = ui_i18n.plural_translator()
-    count = len(current.guesses)
-    st.caption(ngettext("{n} answer so far.", "{n} answers so far.", count).format(n=count))
+    st.caption(_("Answers so far: {n}").format(n=len(current.guesses)))
 
 
 def start_measurement(run: pred.LessonRun, step: LessonStep) -> None:
