@@ -222,7 +222,7 @@ def downloads(run: RunRecord) -> None:
         st.download_button(_("CSV"), export.as_csv(run), f"{stem}.csv", "text/csv", icon=":material/table:")
         st.download_button(
             _("Report (Vietnamese + English)"),
-            export.as_markdown(run, "both"),
+            export.as_markdown(run, "both", **view.model_names(run)),
             f"{stem}.md",
             "text/markdown",
             icon=":material/description:",

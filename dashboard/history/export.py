@@ -158,7 +158,10 @@ _VALUE_OPTIONS_DROPPED = ("--served-model-name",)
 
 
 def labelled_commands(
-    source: RunRecord | Mapping[str, Any], local_model: str | None = None, python: str = "python"
+    source: RunRecord | Mapping[str, Any],
+    local_model: str | None = None,
+    python: str = "python",
+    hub_id: str | None = None,
 ) -> list[tuple[str, str]]:
     """[(label msgid, command)]: the command that starts the same server on this machine (the module
     form and the local model folder, as the server ran), then the portable `vllm serve HUB_ID ...` line.
@@ -169,6 +172,8 @@ def labelled_commands(
         values = flag_values(source.config if isinstance(source, RunRecord) else source.get("config") or {})
         model = str(values.get("model") or "")
         words = [python, "-m", SERVER_MODULE, "--model", local_model or model]
+        if hub_id and not values.get("served_model_name"):  # the name it answers to, and its Hub id
+            words += ["--served-model-name", hub_id]
         words += [w for name, value in values.items() if name != "model" for w in option_words(name, value)]
     words, had_key = _without_key(words)
     here = _local_words(words)
@@ -247,11 +252,14 @@ def _portable_words(words: list[str]) -> list[str]:
 
 
 def commands_markdown(
-    source: RunRecord | Mapping[str, Any], lang: str, local_model: str | None = None
+    source: RunRecord | Mapping[str, Any],
+    lang: str,
+    local_model: str | None = None,
+    hub_id: str | None = None,
 ) -> str:
     """The labelled commands as Markdown: a bold label above each bash block."""
     parts = []
-    for label, command in labelled_commands(source, local_model):
+    for label, command in labelled_commands(source, local_model, hub_id=hub_id):
         parts += [f"**{translate(label, lang)}**", f"```bash\n{command}\n```"]
     return "\n\n".join(parts)
 
@@ -365,12 +373,16 @@ def as_markdown(
     lang: str = "both",
     charts: Mapping[str, Path] | None = None,
     local_model: str | None = None,
+    hub_id: str | None = None,
 ) -> str:
-    """A report in Vietnamese then English ("both"), or in one language ("vi" or "en"). `local_model`:
-    the folder the server loads here, for runs that did not record their command line."""
+    """A report in Vietnamese then English ("both"), or in one language ("vi" or "en"). `local_model`
+    and `hub_id`: the folder the server loads here and the model's Hub id, for runs that did not record
+    their command line."""
     languages = REPORT_LANGUAGES if lang == "both" else (normalize(lang),)
     safe = _masked_run(run)
-    sections = [_markdown_section(safe, language, charts or {}, local_model) for language in languages]
+    sections = [
+        _markdown_section(safe, language, charts or {}, local_model, hub_id) for language in languages
+    ]
     return "\n\n---\n\n".join(sections) + "\n"
 
 
@@ -380,7 +392,11 @@ def _masked_run(run: RunRecord) -> RunRecord:
 
 
 def _markdown_section(
-    run: RunRecord, lang: str, charts: Mapping[str, Path], local_model: str | None = None
+    run: RunRecord,
+    lang: str,
+    charts: Mapping[str, Path],
+    local_model: str | None = None,
+    hub_id: str | None = None,
 ) -> str:
     def tr(message: str, **params: object) -> str:
         return translate(message, lang, **params)
@@ -393,7 +409,7 @@ def _markdown_section(
         parts += [_heading(tr(N_("Summary"))), _table([tr(N_("Figure")), tr(N_("Value"))], summary)]
     per_row = _row_commands(run, lang)
     if recorded_command(run) is not None or not per_row:
-        parts += [_heading(tr(N_("Command"))), commands_markdown(run, lang, local_model)]
+        parts += [_heading(tr(N_("Command"))), commands_markdown(run, lang, local_model, hub_id)]
     config = {name: value for name, value in flag_values(run.config).items() if _shown_setting(name, value)}
     if config:
         rows = [

@@ -332,6 +332,15 @@ def comparison_figure(rows: Sequence[DeltaRow], _: Translate = _identity) -> go.
 # ---------------------------------------------------------------------------------------------- report
 
 
+def model_names(run: RunRecord) -> dict[str, str]:
+    """For a run of the built-in model: the folder it loads on this machine and its Hub id, so an
+    exported command names a model that exists (never the word "embedded")."""
+    if flag_values(run.config).get("model") not in (models.EMBEDDED, models.EMBEDDED_NAME):
+        return {}
+    folder = models.embedded_dir()
+    return {"local_model": str(folder), "hub_id": models.EMBEDDED_NAME}
+
+
 def chart_pngs(
     run: RunRecord, langs: Sequence[str], translate: Callable[[str], Translate]
 ) -> dict[str, bytes]:
@@ -355,7 +364,7 @@ def report_zip(run: RunRecord, images: Mapping[str, bytes]) -> bytes:
     sections = []
     for lang in export.REPORT_LANGUAGES:
         charts = {Path(name).stem: Path(name) for name in images if name.endswith(f"-{lang}.png")}
-        sections.append(export.as_markdown(run, lang, charts=charts or None).rstrip("\n"))
+        sections.append(export.as_markdown(run, lang, charts=charts or None, **model_names(run)).rstrip("\n"))
     markdown = "\n\n---\n\n".join(sections) + "\n"
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:

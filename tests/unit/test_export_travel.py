@@ -114,6 +114,11 @@ def test_without_a_recorded_command_the_local_model_folder_is_used():
     )
     (_l, here), _portable = export.labelled_commands(run, local_model=LOCAL)
     assert here == f"python -m vllm.entrypoints.openai.api_server --model {LOCAL} --port 8011"
+    (_l, here), (_p, portable) = export.labelled_commands(run, local_model=LOCAL, hub_id=HUB)
+    assert f"--model {LOCAL} --served-model-name {HUB}" in here
+    assert portable == f"vllm serve {HUB} --port 8011"
+    report = export.as_markdown(run, "en", local_model=LOCAL, hub_id=HUB)
+    assert "embedded" not in report.split("#### Configuration")[0]
 
 
 def test_sweep_report_has_one_command_pair_per_row_a_summary_and_no_raw_keys():
