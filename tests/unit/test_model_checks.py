@@ -66,7 +66,9 @@ def test_a_model_larger_than_the_machine_is_refused_with_its_name_and_sizes():
     assert [p.code for p in problems] == ["model_too_big"]
     assert "big/model" in problems[0].text("vi")
     assert "140 GiB" in problems[0].text("en")
-    big = ModelFacts(backend="cpu", gpu_count=0, model="m", weights_bytes=int(25.5 * GIB), memory_bytes=24 * GIB)
+    big = ModelFacts(
+        backend="cpu", gpu_count=0, model="m", weights_bytes=int(25.5 * GIB), memory_bytes=24 * GIB
+    )
     assert "25,5" in validate(default_config("cpu"), big, check_port=False)[0].text("vi")
 
 
