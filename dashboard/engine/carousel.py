@@ -137,6 +137,8 @@ class _Slot:
     start_kind: StartKind = "cold"
     measured_bytes: int | None = None
     asleep_bytes: int | None = None  # GPU memory still held while asleep
+    timeout: float = 600.0
+    on_phase: PhaseCallback | None = None
 
 
 def config_key(config: ServerConfig) -> str:
@@ -563,7 +565,9 @@ class Carousel:
         if self.sleep_mode:
             manager.extra_argv = ["--enable-sleep-mode"]
             manager.extra_env = dict(SLEEP_ENV)
-        slot = _Slot(slot_id, config_key(config), manager, config, predicted)
+        slot = _Slot(
+            slot_id, config_key(config), manager, config, predicted, timeout=timeout, on_phase=on_phase
+        )
         with self._lock:
             self._slots[slot_id] = slot
             self._pending = slot_id
@@ -593,6 +597,8 @@ class Carousel:
                 if self._pending == slot.slot_id:
                     self._pending = None
             self._stop_slots([slot])
+            if slot.start_kind == "forked" and _not_the_configs_fault(report) and self.starter is not None:
+                return self._retry_cold(slot)
             if report is not None:
                 self._remember_failure(report)
             return report or refused_report(slot.config, _stopped_problem(), self.backend, time.time())
@@ -613,6 +619,16 @@ class Carousel:
             self._remove(twin)
         self._trim_to_size()
         return replace(report, server_start={"kind": slot.start_kind, "ready_s": report.ready_s})
+
+    def _retry_cold(self, failed: _Slot) -> StartupReport:
+        """A forked start failed for no reason of its config: start it cold, and stop forking."""
+        last = failed.manager.last_report
+        self._note("starter_failed", failed.config, last.log_tail[-1] if last and last.log_tail else "")
+        starter, self.starter = self.starter, None
+        if starter is not None:
+            starter.close()
+        report, slot = self._launch(failed.config, failed.timeout, failed.on_phase, replace_same=False)
+        return self._settle(slot) if slot is not None else report
 
     def _flip(self, slot: _Slot, on_phase: PhaseCallback | None) -> StartupReport:
         started = time.monotonic()
@@ -975,3 +991,10 @@ def _server_env() -> dict[str, str]:
     env.setdefault("VLLM_NO_USAGE_STATS", "1")
     env.setdefault("DO_NOT_TRACK", "1")
     return env
+
+
+def _not_the_configs_fault(report: StartupReport | None) -> bool:
+    """A failure the log does not pin on the settings (the process just ended)."""
+    if report is None or report.error is None:
+        return True
+    return report.error.code in ("engine_failed", "server_exited")
