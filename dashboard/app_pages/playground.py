@@ -14,9 +14,9 @@ import streamlit as st
 from dashboard.engine import presets
 from dashboard.engine.presets import Preset, RequestSpec
 from dashboard.engine.report import mask_config
-from dashboard.measure import request_errors
+from dashboard.measure import loadgen, request_errors
 from dashboard.measure.client import RequestTiming, chat_once
-from dashboard.ui import apply_compare, charts, load_view, state, widgets
+from dashboard.ui import apply_compare, card_export, charts, load_view, state, widgets
 from dashboard.ui import floor as floor_ui
 from dashboard.ui import i18n as ui_i18n
 from dashboard.ui import playground_extras as extras
@@ -28,6 +28,7 @@ RESULT_KEY = "playground.result"
 BURST_KEY = "playground.burst"
 SERVER_KEY = "playground.answered_by"
 CHANGE_KEY = "playground.answer_change"
+CARD_KEY = "playground.card"
 STREAM_REFRESH_S = 0.05
 
 
@@ -381,7 +382,8 @@ def page() -> None:
     request = build_request(preset, user_text, json_mode, max_tokens, temperature)
     extras.judgement_note(preset.name)
     if st.session_state.get(SERVER_KEY) != extras.server_identity(snap):
-        for key in (RESULT_KEY, BURST_KEY, FIRST_KEY, CHANGE_KEY):  # answers of another server: cleared
+        answers = (RESULT_KEY, BURST_KEY, FIRST_KEY, CHANGE_KEY, CARD_KEY)
+        for key in answers:  # answers of another server: cleared
             st.session_state.pop(key, None)
 
     st.subheader(":material/chat: " + _("One customer"))
@@ -443,10 +445,13 @@ def page() -> None:
             )
         st.session_state[BURST_KEY] = result
         save_burst(snap, preset, result)
+        workload = loadgen.Workload.from_request(request, json_mode=json_mode, label="playground-burst")
+        st.session_state[CARD_KEY] = card_export.load_card(snap, workload, plan, result, preset.name)
     if BURST_KEY in st.session_state:
         lanes = snap.config.get("max_num_seqs") if snap.config is not None else None
         single = st.session_state[RESULT_KEY][0].e2e_ms if RESULT_KEY in st.session_state else None
         show_burst(st.session_state[BURST_KEY], lanes, single)
+        card_export.download_button(st.session_state.get(CARD_KEY), "playground.card")
     floor_ui.live_floor("playground.floor")
 
 
