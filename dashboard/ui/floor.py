@@ -40,14 +40,14 @@ PART_TITLES = {
     "conveyor": N_("Conveyor speed"),
     "cart": N_("Batch on the cart (tokens per step)"),
 }
-PART_ICONS = {
-    "lanes": "🛣️",
-    "queue": "🚪",
-    "warehouse": "📦",
-    "worksheets": "📄",
-    "preemptions": "↩️",
-    "conveyor": "⚙️",
-    "cart": "🛒",
+PART_COLOURS = {  # the brick before each part's name, in the colour of its bricks
+    "lanes": "lego-on",
+    "queue": "lego-wait",
+    "warehouse": "lego-fill",
+    "worksheets": "lego-copy",
+    "preemptions": "lego-back",
+    "conveyor": "lego-speed",
+    "cart": "lego-on",
 }
 STATUS_TEXTS = {
     floor_mod.NOT_REPORTED: N_("not reported by this server"),
@@ -72,6 +72,7 @@ CSS = """
 .lego-on{background:#0055bf}.lego-wait{background:#f5cd2f}.lego-back{background:#d01012}
 .lego-fill{background:#237841}.lego-copy{background:#7a3fb8}.lego-speed{background:#fe8a18}
 .lego-bar .lego-brick{width:11px}
+.lego-title{display:inline-block;width:16px;height:11px;margin-right:4px;vertical-align:-1px}
 </style>
 """
 
@@ -109,7 +110,8 @@ def _bricks(count: int, kind: str, total: int | None = None) -> str:
 def _bar(fraction: float | None, kind: str) -> str:
     if fraction is None:
         return ""
-    filled = round(max(0.0, min(1.0, fraction)) * BAR_SEGMENTS)
+    share = max(0.0, min(1.0, fraction))
+    filled = math.ceil(share * BAR_SEGMENTS) if share > 0 else 0  # anything above zero shows a brick
     return '<div class="lego-bar">' + _bricks(filled, kind, BAR_SEGMENTS) + "</div>"
 
 
@@ -230,7 +232,7 @@ def floor_html(
         if part is None:
             continue
         name = html.escape(_(PART_TITLES[key]))
-        title = f"{PART_ICONS[key]} {name}"
+        title = f'<span class="lego-brick lego-title {PART_COLOURS[key]}"></span> {name}'
         cards.append(
             f'<div class="lego-part" data-part="{key}" data-status="{part.status}"><h4>{title}</h4>'
             + part_body(part, _, limits, top_speed)
