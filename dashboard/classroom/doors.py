@@ -21,8 +21,9 @@ from dashboard.i18n import N_
 # vLLM's AuthenticationMiddleware checks the key only under these prefixes (vllm/entrypoints/serve/
 # middleware/authenticate.py, GUARDED_PREFIX); tests/integration compares this with the installed vLLM.
 GUARDED_PREFIXES = ("/v1", "/v2", "/inference", "/cohere")
-# Always served without the key, whatever /openapi.json lists (Prometheus and the docs pages).
-ALWAYS_OPEN = ("/metrics", "/docs", "/openapi.json", "/health")
+# Served without the key by vLLM's OpenAI server whatever /openapi.json lists (it can be slow to build):
+# Prometheus, the docs pages, health, and the tokenizer.
+ALWAYS_OPEN = ("/metrics", "/tokenize", "/detokenize", "/docs", "/openapi.json", "/health", "/version")
 OPEN_HOSTS = frozenset({"0.0.0.0", "::"})
 
 
@@ -104,7 +105,7 @@ def unguarded_paths(paths: Iterable[str]) -> list[str]:
     return first + sorted(open_paths - set(first))
 
 
-def served_paths(base_url: str, timeout: float = 3.0) -> list[str]:
+def served_paths(base_url: str, timeout: float = 15.0) -> list[str]:
     """The paths the running server lists in its /openapi.json (itself served without the key);
     [] when it does not answer."""
     try:

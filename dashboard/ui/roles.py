@@ -349,7 +349,7 @@ def checked_apply(manager: Any, config: ServerConfig, action: str) -> ServerConf
     return doors.reveal_secrets(ServerConfig(model=model, values=config.values), running)
 
 
-@st.cache_data(ttl=30, show_spinner=False)
+@st.cache_data(ttl=600, show_spinner=False)
 def _open_paths(base_url: str) -> list[str]:
     return doors.unguarded_paths(doors.served_paths(base_url))
 
