@@ -22,8 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dashboard.engine import hardware, presets  # noqa: E402
+from dashboard.engine.carousel import Carousel  # noqa: E402
 from dashboard.engine.config import default_config  # noqa: E402
-from dashboard.engine.server import ServerManager  # noqa: E402
 from dashboard.history.store import HistoryStore  # noqa: E402
 from dashboard.measure.loadgen import Workload  # noqa: E402
 from dashboard.tune import question  # noqa: E402
@@ -72,7 +72,7 @@ def main() -> int:
     )
     workdir = Path(tempfile.mkdtemp(prefix="tune-pika-"))
     store = HistoryStore()
-    manager = ServerManager(workdir / "tune", backend=backend)
+    manager = Carousel(workdir / "tune", backend=backend)
     started = time.monotonic()
     try:
         report = run_tune(

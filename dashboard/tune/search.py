@@ -316,6 +316,9 @@ class Tuner:
                 self._tell_again(trial, self.records[key])
                 continue
             duplicates = 0
+            if not self._affordable(params):  # a cold start that the search time left cannot pay for
+                self.study.tell(trial, state=TrialState.FAIL)
+                return
             new_server = not any(
                 self.space.server_part(r["params"]) == self.space.server_part(params)
                 for r in self.records.values()

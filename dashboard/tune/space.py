@@ -39,12 +39,12 @@ COMPILE_MINUTES = 15.0  # below this budget a CPU tuner does not pay a compile p
 # The order is the expected gain on that backend, from what was measured (docs and the reference notes).
 ALTERNATIVES: dict[str, dict[str, tuple[Any, ...]]] = {
     "cpu": {
-        "structured_outputs_config": (XGRAMMAR_COMPACT, GUIDANCE, GUIDANCE_COMPACT),
-        "speculative_config": (NGRAM_4, NGRAM_2),
         "dtype": ("float32",),
-        "enable_prefix_caching": (False,),
-        "stream_interval": (16,),
         "max_num_seqs": ("small",),
+        "speculative_config": (NGRAM_4, NGRAM_2),
+        "stream_interval": (16,),
+        "structured_outputs_config": (XGRAMMAR_COMPACT, GUIDANCE, GUIDANCE_COMPACT),
+        "enable_prefix_caching": (False,),
         "enforce_eager": (False,),
     },
     "cuda": {
