@@ -150,23 +150,29 @@ def first_token_line(name: str, values: list[float]) -> str:
 
 
 def measure_ttft(base: str, port: int, workload: Workload, requests: int) -> tuple[float, float]:
-    """(p50 first token of the product's path, of the httpx path) minus nothing: printed with the floor."""
-    floor = asyncio.run(bare_client_ttft(port, requests))
-    ours = loadgen.run_load(base, "m", workload, LoadPlan(concurrency=1, requests=requests, warmup=50))
-    payloads = [workload.payload("m", i) for i in range(requests)]
-    old = asyncio.run(httpx_path.run_closed_loop(base, payloads, 1))
-    old_ttfts = [t.ttft_ms for t in old if t.ttft_ms is not None]
-    ours_ttfts = [t.ttft_ms for t in ours.timings if t.ttft_ms is not None]
-    print(f"\nFirst token against an instant server, one request at a time ({requests} requests):")
+    """(first-token time the product's path adds, the httpx path adds), p50 over the floor's p50.
+    The three clients take turns in five rounds, so a busy moment of the machine hits them alike."""
+    floor: list[float] = []
+    ours_ttfts: list[float] = []
+    old_ttfts: list[float] = []
+    batch = max(requests // 5, 1)
+    for _ in range(5):
+        floor += asyncio.run(bare_client_ttft(port, batch))
+        plan = LoadPlan(concurrency=1, requests=batch, warmup=10)
+        ours = loadgen.run_load(base, "m", workload, plan)
+        ours_ttfts += [t.ttft_ms for t in ours.timings if t.ttft_ms is not None]
+        payloads = [workload.payload("m", i) for i in range(batch)]
+        old = asyncio.run(httpx_path.run_closed_loop(base, payloads, 1))
+        old_ttfts += [t.ttft_ms for t in old if t.ttft_ms is not None]
+    print(f"\nFirst token against an instant server, one request at a time ({5 * batch} requests, 5 turns):")
     print(first_token_line("bare asyncio socket", floor))
     print(first_token_line("aiohttp (product)", ours_ttfts))
     print(first_token_line("httpx (former)", old_ttfts))
     floor_p50 = percentile(floor, 50) or 0.0
     added = (percentile(ours_ttfts, 50) or 0.0) - floor_p50
     added_old = (percentile(old_ttfts, 50) or 0.0) - floor_p50
-    print(
-        f"  added to the first token (p50): aiohttp {added:.3f} ms, httpx {added_old:.3f} ms (target < 0.5)"
-    )
+    print(f"  added to the first token (p50): aiohttp {added:.3f} ms, httpx {added_old:.3f} ms")
+    print("  (target < 0.5 ms)")
     return added, added_old
 
 
