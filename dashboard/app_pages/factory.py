@@ -584,6 +584,9 @@ def page() -> None:
         problem_box(snap.problem, manager, failed_start=False)
     compare_view.latest_card()
     floor_ui.live_floor("factory.floor", open_by_default=False)  # open it to watch; the playground opens it
+    if ui_roles.is_presenter():
+        lesson = _("Start a lesson with the class")
+        st.page_link("app_pages/lesson.py", label=lesson, icon=":material/school:")
 
     control_room = st.container(border=True, key="control_room")
     values = flag_groups(pending, baseline, running, backend)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import math
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -271,9 +272,29 @@ def _header(snap: Any, sampler: FloorSampler, latest: FloorState | None) -> bool
     return True
 
 
+_DRAWN: dict[tuple[Any, ...], str] = {}  # one drawing per look and language, shared by every session
+_DRAWN_LOCK = threading.Lock()
+_DRAWN_KEEP = 64
+
+
+def cached_html(floor_state: FloorState, limits: FloorLimits, top: float | None) -> str:
+    """The floor's HTML, built once per look, language and sizes (a class of visitors shares it)."""
+    lang = ui_i18n.current_language()
+    key = (floor_state.taken_at, lang, limits, top)
+    with _DRAWN_LOCK:
+        found = _DRAWN.get(key)
+    if found is not None:
+        return found
+    drawn = floor_html(floor_state, limits, ui_i18n.translator(), top)
+    with _DRAWN_LOCK:
+        _DRAWN[key] = drawn
+        while len(_DRAWN) > _DRAWN_KEEP:
+            _DRAWN.pop(next(iter(_DRAWN)))
+    return drawn
+
+
 def draw_state(floor_state: FloorState, limits: FloorLimits, states: list[FloorState]) -> None:
-    _ = ui_i18n.translator()
-    st.markdown(floor_html(floor_state, limits, _, top_speed(states)), unsafe_allow_html=True)
+    st.markdown(cached_html(floor_state, limits, top_speed(states)), unsafe_allow_html=True)
 
 
 def _replay(key: str, limits: FloorLimits, sampler: FloorSampler) -> None:
@@ -379,8 +400,6 @@ def while_watching(work: Callable[[], Any], key: str = "floor") -> Any:
     A page's own script run (a burst of orders) blocks the session's fragments, so the floor of this
     session would freeze for exactly the moment worth watching; this draws it from the script itself.
     The worker makes no Streamlit calls."""
-    import threading
-
     box: dict[str, Any] = {}
 
     def run() -> None:
