@@ -66,3 +66,49 @@ def test_the_pareto_front_keeps_only_points_nothing_beats_on_both_axes():
     points = [(10.0, 300.0), (20.0, 200.0), (25.0, 250.0), (40.0, 100.0)]
     assert tune_view.pareto_front(points) == [(10.0, 300.0), (20.0, 200.0), (40.0, 100.0)]
     assert tune_view.pareto_front([(1.0, 5.0), (2.0, 9.0)], lower_is_better=False) == [(1.0, 5.0), (2.0, 9.0)]
+
+
+def test_progress_shows_the_trial_count_best_so_far_and_time_left_and_stop_keeps_the_result(
+    home, monkeypatch
+):
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    from dashboard.engine import presets
+    from dashboard.engine.config import default_config
+    from dashboard.measure.loadgen import Workload
+    from dashboard.tune import question
+    from dashboard.tune.search import TuneState
+    from tests.app.conftest import StandInManager
+
+    finished, _ = make_tuner(home / "study", [0.0], max_trials=6)
+    report = finished.run() | {"stopped": True}
+    stopped = threading.Event()
+
+    def fake_run_tune(asked, base, workload, server, *, store=None, stop=None, on_tuner=None, **_):
+        progress = TuneState(phase="search", trials_done=3, trials_planned=12, best_value=123.4,
+                             best_changes={"dtype": "float32"})  # fmt: skip
+        on_tuner(SimpleNamespace(state=progress, _deadline=time.monotonic() + 300, clock=time.monotonic))
+        stop.wait(30)
+        stopped.set()
+        return report
+
+    monkeypatch.setattr(tune_view, "run_tune", fake_run_tune)
+    pika = presets.get("pika-json")
+    workload = Workload.from_request(pika.request)
+    asked = question.TuneQuestion(workload=workload.to_dict(), goal=question.parse_goal("p50-e2e"))
+    job = tune_view.get_job()
+    assert job.start(tune_view.TuneRequest(asked, default_config("cpu"), workload), StandInManager())
+    at = open_app("en", TUNE)
+    assert "Trial 3 of about 12" in at.get("progress")[0].proto.text
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Best so far (p50-e2e)"] == "123.4" and metrics["Time left"].startswith(("4:", "5:"))
+    assert "--dtype float32" in texts(at)
+    next(b for b in at.button if b.label == "Stop and keep what was measured").click().run()
+    assert stopped.wait(10)
+    job.wait(10)
+    at.run()
+    assert not at.exception
+    assert any("Stopped early" in i.value for i in at.info)
+    assert any(code.value.startswith("vllm serve") for code in at.code)
