@@ -29,6 +29,12 @@ BUSY_LANES_JS = """() => {
     return parts.some(el => /^[1-9]/.test(el.innerText.trim()));
 }"""
 
+SHOW_BUSY_JS = """() => {
+    const parts = [...document.querySelectorAll('.lego-part[data-part="lanes"] .lego-big')];
+    const busy = parts.find(el => /^[1-9]/.test(el.innerText.trim()));
+    if (busy) busy.closest('.lego-floor').scrollIntoView({block: 'center'});
+}"""
+
 
 def go_to_playground(page: Page, lang: str) -> None:
     _ = translator(lang)
@@ -64,6 +70,7 @@ def test_floor_moves_while_a_burst_is_served_and_replays_it(lego_app, browser_pa
     wait_until_idle(page)
     page.get_by_role("button", name=_("Send {n} at once").format(n=BURST)).click()
     page.wait_for_function(BUSY_LANES_JS, polling=100, timeout=120_000)  # the floor moves during the burst
+    page.evaluate(SHOW_BUSY_JS)
     shots.take(page, "floor-busy", "en")  # the lanes filled while the orders were served
     expect(page.get_by_test_id("stMetric").filter(has_text=_("Whole group served in"))).to_be_visible(
         timeout=300_000
