@@ -22,19 +22,24 @@ def _read(path: Path):
         return read_po(handle)
 
 
+def _filled(string: object) -> bool:
+    return all(string) if isinstance(string, tuple | list) else bool(string)
+
+
 def main() -> int:
     vietnamese = _read(VI_PO)
-    waiting: dict[str, str] = {}
+    waiting: dict[object, object] = {}
     for path in sorted(INCOMING.glob("*.po")):
         for message in _read(path):
-            if message.id and message.string and isinstance(message.id, str):
-                waiting[message.id] = message.string
+            if message.id and message.string and (isinstance(message.id, str) or all(message.string)):
+                waiting[message.id] = message.string  # plural entries: (singular, plural) -> (forms,)
     filled = 0
     for message in vietnamese:
-        if not message.id or not isinstance(message.id, str):
+        if not message.id or message.id not in waiting:
             continue
-        if message.id in waiting and (not message.string or message.fuzzy or message.string != waiting[message.id]):
-            message.string = waiting[message.id]
+        wanted = waiting[message.id]
+        if not _filled(message.string) or message.fuzzy or message.string != wanted:
+            message.string = wanted
             message.flags.discard("fuzzy")
             filled += 1
     with open(VI_PO, "wb") as handle:

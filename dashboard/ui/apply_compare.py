@@ -63,13 +63,9 @@ def apply(manager: Any, config: ServerConfig) -> bool:
     if manager.is_busy() or in_flight(manager):
         return False
     snap = manager.snapshot()
-    entry = BeforeAfter(
-        next_probe(),
-        None,
-        None,
-        mask_config(snap.config) if snap.config is not None else {},
-        mask_config(config),
-    )
+    if snap.status != "ready" or snap.config is None:
+        return _start_without_comparison(manager, config)  # nothing runs yet: nothing to compare with
+    entry = BeforeAfter(next_probe(), None, None, mask_config(snap.config), mask_config(config))
     with tracker().lock:
         tracker().entry = entry
         tracker().stage = "measuring_before"
@@ -81,9 +77,20 @@ def apply(manager: Any, config: ServerConfig) -> bool:
     return True
 
 
+def _start_without_comparison(manager: Any, config: ServerConfig) -> bool:
+    if not manager.apply(config):
+        return False
+    with tracker().lock:
+        tracker().entry = None
+        tracker().stage = "waiting"
+        tracker().requested_at = time.time()
+        tracker().manager_id = id(manager)
+    return True
+
+
 def _before_then_apply(manager: Any, config: ServerConfig, snap: Any, entry: BeforeAfter) -> None:
     before: Side | None = None
-    if snap.status == "ready" and snap.config is not None:
+    if snap.status == "ready":
         try:
             before = compare.measure_side(
                 snap.base_url, snap.served_name, entry.probe, api_key=manager.api_key

@@ -35,12 +35,12 @@ from dashboard.i18n import translator
 pytestmark = [pytest.mark.e2e, pytest.mark.server, pytest.mark.timeout(900)]
 
 SIZES = {"1366": {"width": 1366, "height": 768}, "1920": {"width": 1920, "height": 1080}}
-PAGES = {
-    "factory": "Factory floor",
-    "playground": "Prompt playground",
-    "impact": "What does each flag do to response time?",
-    "memory": "Warehouse & memory, live",
-    "history": "History",
+PAGES = {  # page: (its name in the sidebar, its heading)
+    "factory": ("Factory floor", "Factory floor"),
+    "playground": ("Prompt playground", "Prompt playground"),
+    "impact": ("Impact on response time", "What does each flag do to response time?"),
+    "memory": ("Memory warehouse", "Warehouse & memory, live"),
+    "history": ("History", "History"),
 }
 RAW_KEYS = re.compile(r"\b(ready_s|kv_cache_tokens|max_concurrency|e2e_p50_ms|ttft_p50_ms|e2e_ms|ttft_ms)\b")
 ENGLISH_ERRORS = (
@@ -58,10 +58,11 @@ ENGLISH_ERRORS = (
 LONG_WORDS = 2600  # with the Pika system prompt, far beyond the CPU default of 2,048 tokens
 
 
-def go_to(page: Page, lang: str, title: str) -> None:
+def go_to(page: Page, lang: str, name: str) -> None:
     _ = translator(lang)
-    page.get_by_test_id("stSidebarNav").get_by_text(_(title), exact=True).click()
-    expect(main_area(page).get_by_role("heading", name=_(title))).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    nav, heading = PAGES[name]
+    page.get_by_test_id("stSidebarNav").get_by_text(_(nav), exact=True).click()
+    expect(main_area(page).get_by_role("heading", name=_(heading))).to_be_visible(timeout=PAGE_TIMEOUT_MS)
     wait_until_idle(page)
 
 
@@ -152,7 +153,7 @@ def test_one_rule_one_fix_for_a_length_the_model_cannot_read(started, browser_pa
     wait_until_idle(page)
     expect(slider).to_have_attribute("aria-valuetext", re.compile(r"8[.,]192"), timeout=PAGE_TIMEOUT_MS)
 
-    go_to(page, "vi", "What does each flag do to response time?")
+    go_to(page, "vi", "impact")
     flag_box = page.locator(".st-key-impact-flag")
     flag_box.get_by_role("combobox").click()
     page.get_by_role("option", name=re.compile("--max-model-len")).first.click()
@@ -191,7 +192,7 @@ def test_apply_shows_the_same_order_before_and_after_here_and_in_the_history(sta
     card.scroll_into_view_if_needed()
     shots.take(page, "before-after", "vi")
 
-    go_to(page, "vi", "History")
+    go_to(page, "vi", "history")
     history_card = page.locator("[class*='st-key-history-apply-'][class*='-card']").first
     expect(history_card).to_contain_text(_("Before and after this Apply"), timeout=PAGE_TIMEOUT_MS)
     expect(history_card).to_contain_text("--max-num-seqs")
@@ -202,7 +203,7 @@ def test_apply_shows_the_same_order_before_and_after_here_and_in_the_history(sta
 def test_the_playground_refuses_a_prompt_too_long_and_labels_each_answer(started, browser_page, shots):
     page, _ = browser_page, translator("vi")
     open_factory(page, started.url, "vi")
-    go_to(page, "vi", "Prompt playground")
+    go_to(page, "vi", "playground")
     message = page.locator(".st-key-playground-user-pika textarea")
     message.fill("xin chào " * (LONG_WORDS // 2))
     message.press("Tab")
@@ -243,9 +244,9 @@ def test_every_page_in_both_sizes_and_languages(lang, size, started, browser_pag
     page = browser_page
     page.set_viewport_size(SIZES[size])
     open_factory(page, started.url, lang)
-    for name, title in PAGES.items():
+    for name in PAGES:
         if name != "factory":
-            go_to(page, lang, title)
+            go_to(page, lang, name)
         if lang == "vi":
             assert_speaks_vietnamese(page, name)
         shots.take(page, f"{name}-{size}", lang)
