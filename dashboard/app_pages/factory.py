@@ -580,7 +580,10 @@ def page() -> None:
                 icon=":material/block:",
             )
         else:
-            st.warning(_("Your last Apply was refused before anything started:"), icon=":material/block:")
+            st.warning(
+            _("Your last change did not start, so the factory kept the settings it had:"),
+            icon=":material/block:",
+        )
         problem_box(snap.problem, manager, failed_start=False)
     compare_view.latest_card()
     floor_ui.live_floor("factory.floor", open_by_default=False)  # open it to watch; the playground opens it
