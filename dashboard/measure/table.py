@@ -302,6 +302,8 @@ def table_plan(
             raise KeyError(", ".join(unknown))
         names = [name for name in names if name in only]
     rows = tuple(plan_row(name, backend) for name in names)
+    if base.get("host") not in (None, "127.0.0.1"):  # the table never opens the door to the network
+        base = base.with_values({"host": "127.0.0.1"})
     return TablePlan(
         rows=rows,
         base=base,

@@ -247,3 +247,8 @@ def test_gpu_only_flags_are_not_measured_on_cpu():
 def test_one_order_per_value_is_refused_before_anything_starts():
     with pytest.raises(ValueError):
         table.table_plan(default_config("cpu"), "cpu", orders=1)
+
+
+def test_the_table_measures_on_loopback_even_when_the_factory_door_is_open():
+    shared = default_config("cpu").with_values({"host": "0.0.0.0", "api_key": "k"})
+    assert table.table_plan(shared, "cpu").base.get("host") == "127.0.0.1"
