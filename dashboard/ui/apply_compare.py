@@ -16,8 +16,10 @@ from typing import Any
 
 import streamlit as st
 
+from dashboard.engine import flags
 from dashboard.engine.config import ServerConfig
 from dashboard.engine.report import mask_config
+from dashboard.history.records import flag_values
 from dashboard.measure import compare
 from dashboard.measure.compare import BeforeAfter, Probe, Side
 from dashboard.ui import i18n as ui_i18n
@@ -168,7 +170,15 @@ def _record(entry: BeforeAfter, snap: Any) -> None:
 
 
 def _label(entry: BeforeAfter) -> str:
-    return "playground" if entry.probe.source == "playground" else "probe"
+    """The change in the settings' own words, the same in every language: "--max-num-seqs 16"."""
+    before, after = flag_values(entry.before_config), flag_values(entry.after_config)
+    parts = []
+    for name in sorted(after.keys() | before.keys()):
+        if name in ("api_key", "before") or before.get(name) == after.get(name):
+            continue
+        cli = flags.get(name).cli if name in flags.catalog() else name
+        parts.append(f"{cli} {after.get(name)}")
+    return ", ".join(parts)[:120]
 
 
 def in_flight(manager: Any) -> bool:
