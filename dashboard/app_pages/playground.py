@@ -30,6 +30,7 @@ SERVER_KEY = "playground.answered_by"
 CHANGE_KEY = "playground.answer_change"
 CARD_KEY = "playground.card"
 STREAM_REFRESH_S = 0.05
+TEMPERATURES = tuple(round(step * 0.1, 1) for step in range(21))  # 0.0 to 2.0
 
 
 # ------------------------------------------------------------------------------------------ request
@@ -105,12 +106,12 @@ def request_settings(preset: Preset) -> tuple[bool, int, float]:
             key=f"playground.max_tokens.{preset.name}",
             persist_state="session",
         )
-        temperature = st.slider(
+        lang = ui_i18n.current_language()  # bound now: the format is also called outside this run
+        temperature = st.select_slider(  # a select slider writes 0,7 in Vietnamese (a slider writes 0.70)
             _("Creativity (temperature)"),
-            min_value=0.0,
-            max_value=2.0,
-            value=float(preset.request.temperature),
-            step=0.1,
+            options=TEMPERATURES,
+            value=min(TEMPERATURES, key=lambda t: abs(t - float(preset.request.temperature))),
+            format_func=lambda t: ui_i18n.number(t, 1, lang=lang),
             key=f"playground.temperature.{preset.name}",
             help=_("0 always picks the most likely next word; higher values pick more freely."),
             persist_state="session",

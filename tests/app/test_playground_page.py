@@ -33,7 +33,7 @@ def test_request_settings_never_restart_the_factory(manager: StandInManager) -> 
     manager.snap = ready_snapshot(default_config("cpu"))
     at = open_app("en", PLAYGROUND)
     at.slider(key="playground.max_tokens.pika").set_value(120).run()
-    at.slider(key="playground.temperature.pika").set_value(0.7).run()
+    at.select_slider(key="playground.temperature.pika").set_value(0.7).run()
     at.toggle(key="playground.json.pika").set_value(True).run()
     assert not at.exception
     assert manager.applied == []
