@@ -12,7 +12,7 @@ from dashboard.engine import flags
 from dashboard.history import export
 from dashboard.history.records import RunRecord, flatten
 from dashboard.i18n import translator as core_translator
-from dashboard.ui import compare_view, measure_charts, state
+from dashboard.ui import charts, compare_view, measure_charts, state
 from dashboard.ui import history_view as view
 from dashboard.ui import i18n as ui_i18n
 from dashboard.ui import roles as ui_roles
@@ -192,6 +192,7 @@ def compare_section(runs: list[RunRecord], store: Any) -> None:
     st.dataframe(delta_table(rows), hide_index=True, width="stretch")
     if any(row.percent is not None for row in rows):
         figure = view.comparison_figure(rows, _)
+        figure.update_layout(separators=charts.separators(ui_i18n.current_language()))
         st.plotly_chart(figure, width="stretch", config=measure_charts.NO_BAR, key="history.compare_chart")
 
 
