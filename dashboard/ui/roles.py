@@ -244,8 +244,8 @@ def confirm_dangers(pending: ServerConfig) -> bool:
     _ = ui_i18n.translator()
     presenter = is_presenter()
     for danger in found:
-        st.warning("**" + _(danger.title) + "**", icon=":material/warning:")
-        st.checkbox(_(danger.allows), key=CONFIRM_KEY.format(code=danger.code), disabled=not presenter)
+        st.warning("**" + _(danger.title) + "**  \n" + _(danger.allows), icon=":material/warning:")
+        st.checkbox(_("Yes, allow it"), key=CONFIRM_KEY.format(code=danger.code), disabled=not presenter)
     return not doors.unconfirmed(pending, confirmed_dangers())
 
 

@@ -112,7 +112,7 @@ def test_another_model_needs_an_explicit_yes(manager: StandInManager) -> None:
     assert at.button(key="factory.apply").disabled
     assert "A model that is not the built-in one" in texts(at)
     box = at.checkbox(key="classroom.confirm.outside_model")
-    assert "download this model from the internet" in box.label
+    assert "download this model from the internet" in texts(at)
     box.check().run()
     assert at.checkbox(key="classroom.confirm.outside_model").value
 

@@ -106,6 +106,7 @@ def launch(home: Path, port: int, log_path: Path, share: bool = True) -> ClassAp
         command.insert(3, "--share")
     env = dict(os.environ, LEGO_FACTORY_HOME=str(home), PYTHONUNBUFFERED="1")
     env.pop(roles.KEY_ENV, None)
+    log_path.unlink(missing_ok=True)  # only this start's output counts
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
