@@ -92,7 +92,7 @@ class Starter:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            env={**env, "PYTHONUNBUFFERED": "1"},
+            env={**env, "PYTHONUNBUFFERED": "1", "PYTHONPATH": _with_project_root(env.get("PYTHONPATH"))},
             cwd=self.workdir,
         )
         log.close()
@@ -158,6 +158,12 @@ class Starter:
             sock.connect(str(self.socket_path))
             sock.sendall(json.dumps(request).encode() + b"\n")
             return json.loads(_read_line(sock))
+
+
+def _with_project_root(pythonpath: str | None) -> str:
+    """The starter runs in the carousel's folder: make sure it finds this package there too."""
+    root = str(Path(__file__).resolve().parents[2])
+    return os.pathsep.join([root, *([pythonpath] if pythonpath else [])])
 
 
 def reap_starter(workdir: Path) -> None:
