@@ -452,7 +452,7 @@ def page() -> None:
         lanes = snap.config.get("max_num_seqs") if snap.config is not None else None
         single = st.session_state[RESULT_KEY][0].e2e_ms if RESULT_KEY in st.session_state else None
         show_burst(st.session_state[BURST_KEY], lanes, single)
-        card_export.download_button(st.session_state.get(CARD_KEY), "playground.card")
+        card_export.download_button(st.session_state.get(CARD_KEY), "playground.card_download")
     floor_ui.live_floor("playground.floor")
 
 

@@ -1,0 +1,109 @@
+"""The playground's load test: how the customers arrive, and the first token by three clocks, against a
+small stand-in server (streamed answers and a /metrics page) instead of vLLM."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import threading
+from collections.abc import Iterator
+
+import pytest
+from aiohttp import web
+
+from dashboard.engine.config import default_config
+from dashboard.measure import metrics
+from tests.app.conftest import StandInManager, open_app, ready_snapshot, texts
+
+PLAYGROUND = "app_pages/playground.py"
+
+
+def _event(delta: dict, finish: str | None = None) -> bytes:
+    chunk = {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+
+class StandInVllm:
+    """Streams an empty role chunk then three words; /metrics counts the answers in a TTFT histogram."""
+
+    def __init__(self) -> None:
+        self.answered = 0
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        await request.read()
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(_event({"role": "assistant", "content": ""}))
+        await asyncio.sleep(0.02)
+        for word in ('{"emotion": ', '"happy", ', '"learn_score": true}'):
+            await response.write(_event({"content": word}))
+            await asyncio.sleep(0.005)
+        usage = {"choices": [], "usage": {"prompt_tokens": 400, "completion_tokens": 3}}
+        await response.write(_event({}, "stop") + b"data: " + json.dumps(usage).encode() + b"\n\n")
+        await response.write(b"data: [DONE]\n\n")
+        self.answered += 1
+        return response
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        n = self.answered
+        name = metrics.TTFT
+        text = f'{name}_bucket{{le="+Inf"}} {n}\n{name}_count {n}\n{name}_sum {n * 0.015}\n'
+        return web.Response(text=text)
+
+
+@pytest.fixture
+def stand_in_url() -> Iterator[str]:
+    server = StandInVllm()
+    ready = threading.Event()
+    box: dict = {}
+
+    async def serve() -> None:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", server.chat)
+        app.router.add_get("/metrics", server.metrics)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        box["url"] = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+        box["stop"] = asyncio.Event()
+        ready.set()
+        await box["stop"].wait()
+        await runner.cleanup()
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    ready.wait(10)
+    yield box["url"]
+    loop.call_soon_threadsafe(box["stop"].set)
+    thread.join(10)
+
+
+def test_customers_arriving_evenly_are_measured_and_the_three_clocks_explained(
+    manager: StandInManager, stand_in_url: str
+) -> None:
+    snapshot = ready_snapshot(default_config("cpu"))
+    manager.snap = dataclasses.replace(snapshot, base_url=stand_in_url)
+    at = open_app("en", PLAYGROUND)
+    assert at.radio(key="load.shape").value == "throughput"  # all at once, as before
+    at.slider(key="playground.copies").set_value(3).run()
+    at.radio(key="load.shape").set_value("constant").run()
+    at.number_input(key="load.shape.rate").set_value(20.0).run()
+    at.button(key="playground.burst_button").click().run()
+    assert not at.exception, at.exception
+    result = at.session_state["playground.burst"]
+    assert (result.shape, result.rate, result.ok, result.errors) == ("constant", 20.0, 3, 0)
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["vLLM's own clock"] == "15.0 ms"  # the stand-in's histogram: 15 ms per answer
+    assert shown["Our clock: first byte"].endswith(" ms") and shown["Our clock: first word"].endswith(" ms")
+    assert result.clocks["content_after_byte_ms"] >= 15  # the empty role chunk came 20 ms before the text
+    assert "role" in texts(at)
+
+
+def test_the_arrival_choice_speaks_vietnamese(manager: StandInManager) -> None:
+    manager.snap = ready_snapshot(default_config("cpu"))
+    at = open_app("vi", PLAYGROUND)
+    assert not at.exception
+    assert "Khách đến như thế nào" in [r.label for r in at.radio]
