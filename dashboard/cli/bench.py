@@ -196,6 +196,15 @@ def limits_of(args: argparse.Namespace) -> LatencyLimits | None:
 
 def bench_plan(args: argparse.Namespace) -> BenchPlan:
     """Check the load options together and turn them into a BenchPlan (CliError says what to change)."""
+    try:
+        return _bench_plan(args)
+    except ValueError as exc:
+        raise common.CliError(
+            N_("These load options do not fit together: {detail}"), detail=str(exc)
+        ) from None
+
+
+def _bench_plan(args: argparse.Namespace) -> BenchPlan:
     if args.requests < 1:
         raise common.CliError(N_("--requests must be at least 1."))
     if args.duration is not None and args.duration <= 0:

@@ -103,6 +103,10 @@ def test_the_cli_has_no_option_that_takes_a_key_on_the_command_line():
         (["bench", "--url", "http://h:1", "--preset", "pika", "--shape", "constant"], "needs --rate"),
         (["bench", "--url", "http://h:1", "--preset", "pika", "--rate", "2"], "--rate only goes"),
         (["bench", "--url", "http://h:1", "--preset", "pika", "--ttft-limit", "-5"], "positive"),
+        (
+            ["bench", "--url", "http://h:1", "--preset", "pika", "--shape", "throughput", "--duration", "5"],
+            "do not fit together",
+        ),
     ],
 )
 def test_bench_refuses_bad_attach_and_shape_arguments_before_sending_anything(argv, expected, capsys):
