@@ -67,20 +67,26 @@ def _fallback_command(tuner: Tuner, params: Mapping[str, Any]) -> list[str]:
 
 
 def knob_effects(tuner: Tuner) -> list[dict[str, Any]]:
-    """Each value tried alone against the baseline (search figures): change of the goal, and whether
-    the two intervals are apart. Lower is better for latencies; `change` is (value - baseline) / baseline."""
+    """Each value tried alone against the baseline: change of the goal, and whether the two are clearly
+    apart. Figures of the confirmation are used where both sides were measured again (more requests);
+    `change` is (value - baseline) / baseline."""
     goal = tuner.goal
-    base = tuner.records.get(params_key(tuner.space.baseline_params()))
-    effects = []
+    bkey = params_key(tuner.space.baseline_params())
+    base = tuner.records.get(bkey)
+    effects: list[dict[str, Any]] = []
     if base is None:
         return effects
-    base_estimate = goal_estimate(base, goal.key)
-    for record in tuner.records.values():
+    base_confirmed = tuner.confirmed.get(bkey)
+    for key, record in tuner.records.items():
         changes = record.get("changes") or {}
         if len(changes) != 1:
             continue
+        confirmed = tuner.confirmed.get(key)
+        pair = (record, base)
+        if _measured(confirmed) and _measured(base_confirmed):
+            pair = (confirmed, base_confirmed)
         ((knob, value),) = changes.items()
-        estimate = goal_estimate(record, goal.key)
+        estimate, base_estimate = goal_estimate(pair[0], goal.key), goal_estimate(pair[1], goal.key)
         effects.append(
             {
                 "knob": knob,
@@ -89,7 +95,8 @@ def knob_effects(tuner: Tuner) -> list[dict[str, Any]]:
                 "value_ms": estimate.value,
                 "baseline_ms": base_estimate.value,
                 "change": intervals.relative_change(estimate.value, base_estimate.value),
-                "clear": apart(record, base, goal.metric, estimate, base_estimate),
+                "clear": apart(pair[0], pair[1], goal.metric, estimate, base_estimate),
+                "confirmed": pair[0] is confirmed,
                 "answer_changed": record.get("answer_matches") is False,
                 "error": record.get("error"),
             }
@@ -105,19 +112,17 @@ def apart(
     base_estimate: Estimate,
 ) -> bool:
     """Whether a value alone clearly moved the goal away from the baseline: the two intervals do not
-    overlap or, after only a first look (too few answers for an interval), all its answers lie beyond
-    90% of the baseline's (slower than its p90, or faster than its p10)."""
+    overlap or, with too few answers for an interval (a first look), every answer of one lies beyond
+    every answer of the other (at least three on each side)."""
     if estimate.has_interval and base_estimate.has_interval:
         return not intervals.overlap(estimate, base_estimate)
     if metric == "throughput":
         return False
     samples = (record.get("samples") or {}).get(f"{metric}_ms") or []
     base_samples = (base.get("samples") or {}).get(f"{metric}_ms") or []
-    if not samples or len(base_samples) < 2:
+    if len(samples) < 3 or len(base_samples) < 3:
         return False
-    slow_edge = intervals.percentile(base_samples, 90) or 0.0
-    fast_edge = intervals.percentile(base_samples, 10) or 0.0
-    return min(samples) > slow_edge or max(samples) < fast_edge
+    return min(samples) > max(base_samples) or max(samples) < min(base_samples)
 
 
 def answer_changers(tuner: Tuner) -> list[dict[str, Any]]:

@@ -319,6 +319,8 @@ def test_the_verdict_names_the_knobs_that_mattered_and_the_pika_gap(tmp_path):
     report = tuner.run()
     english = report["verdict"]["en"]
     assert "--dtype float32" in english and "−50%" in english  # alone it halved the answer
+    dtype = next(e for e in report["effects"] if e["knob"] == "dtype")
+    assert dtype["confirmed"] and dtype["clear"]  # judged on the confirmation's 20 answers per side
     assert "No clear effect" in english and "max_tokens 25" in english
     assert "10 ms" in english and "first token" in english
     assert "--speculative-config" in english  # slower: it mattered, the wrong way
