@@ -44,6 +44,7 @@ def trial_entry(record: Mapping[str, Any], goal_key: str) -> dict[str, Any]:
         "state": record.get("state"),
         "params": dict(record.get("params") or {}),
         "changes": dict(record.get("changes") or {}),
+        "config": dict(record.get("config") or {}),
         "request_fields": dict(record.get("request_fields") or {}),
         "figures": {key: figures.get(key) for key in FIGURE_KEYS if key in figures},
         "goal": goal_estimate(record, goal_key).to_dict(),

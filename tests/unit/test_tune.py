@@ -296,6 +296,11 @@ def test_the_best_is_confirmed_beside_the_baseline_with_intervals_that_do_not_ov
     assert best["confirmed"] and base["confirmed"] and best["clearly_better"]
     assert best["goal"]["high"] < base["goal"]["low"]
     assert best["command"][:2] == ["vllm", "serve"]
+    assert all(
+        t["config"]["values"] and "p50-e2e" in t["figures"]
+        for t in report["trials"]
+        if t["state"] == MEASURED
+    )
     assert set(report["verdict"]) == {"vi", "en"}
 
 
