@@ -19,11 +19,11 @@ import pytest
 
 from dashboard.engine import hardware, presets
 from dashboard.engine.config import default_config
-from dashboard.engine.server import ServerManager
+from dashboard.engine.carousel import Carousel
 from dashboard.history.store import HistoryStore
 from dashboard.measure.loadgen import Workload
 from dashboard.tune import question
-from dashboard.tune.runner import fresh_probe, run_tune
+from dashboard.tune.runner import WarmAwareView, fresh_probe, run_tune
 
 pytestmark = [
     pytest.mark.gpu,
@@ -51,10 +51,11 @@ def test_the_tuner_finds_a_pika_answer_of_at_most_40_ms_and_a_fresh_probe_confir
         backend="cuda",
         preset=preset.name,
     )
-    manager = ServerManager(tmp_path / "tune", backend="cuda")
+    manager = Carousel(tmp_path / "tune", backend="cuda")  # warm servers: going back is a flip, not a start
     started = time.monotonic()
     try:
-        report = run_tune(asked, base, workload, manager, store=HistoryStore(tmp_path / "history.sqlite3"))
+        store = HistoryStore(tmp_path / "history.sqlite3")
+        report = run_tune(asked, base, workload, WarmAwareView(manager), store=store)
     finally:
         manager.close()
     tuning_s = time.monotonic() - started
