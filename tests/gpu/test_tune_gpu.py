@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from dashboard.engine import hardware, presets
-from dashboard.engine.config import default_config
 from dashboard.engine.carousel import Carousel
+from dashboard.engine.config import default_config
 from dashboard.history.store import HistoryStore
 from dashboard.measure.loadgen import Workload
 from dashboard.tune import question
