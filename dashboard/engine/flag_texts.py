@@ -396,7 +396,7 @@ FLAG_TEXTS: dict[str, FlagTexts] = {
         ),
         risk=N_(
             "At temperature 0 a different stencil can change the answer itself: on an H200, xgrammar "
-            "without whitespace turned Pika's \"afraid\" into \"happy\". Check the answers, not only "
+            'without whitespace turned Pika\'s "afraid" into "happy". Check the answers, not only '
             "the speed."
         ),
         choices={
