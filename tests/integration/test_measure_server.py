@@ -103,3 +103,48 @@ def test_prediction_matches_the_kv_cache_the_server_reports(server):
     assert reported_tokens == prediction.kv_tokens == CPU_KV_TOKENS
     assert server.last_report.kv_cache_tokens == prediction.kv_tokens
     assert server.last_report.max_concurrency == pytest.approx(prediction.max_concurrency)
+
+
+# ------------------------------------------------------------------ what a newcomer meets (issue 11)
+
+
+def test_the_same_order_on_the_same_server_is_comparable_and_answers_the_same(server):
+    from dashboard.measure.compare import BeforeAfter, Probe, measure_side
+
+    probe = Probe()
+    first = measure_side(server.base_url, server.served_name, probe)
+    second = measure_side(server.base_url, server.served_name, probe)
+    assert len(first.e2e_ms) == len(second.e2e_ms) == probe.orders
+    pair = BeforeAfter(probe, first, second)
+    assert pair.comparable
+    assert pair.same_answer is True  # temperature 0: the same server gives the same words
+    print(f"A/A: {first.median_e2e_ms:.0f} ms vs {second.median_e2e_ms:.0f} ms -> {pair.verdict}")
+
+
+def test_the_prompt_is_counted_on_the_server_and_a_too_long_one_is_explained(server):
+    from dashboard.measure import request_errors, tokens
+
+    short = {"model": server.served_name, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 8}
+    counted = tokens.count_prompt(server.base_url, short)
+    assert counted is not None and 0 < counted.prompt_tokens < 50
+    assert counted.max_model_len == 2048
+    assert counted.problem(8) is None
+    long = {**short, "messages": [{"role": "user", "content": "hello " * 2500}], "max_tokens": 50}
+    too_long = tokens.count_prompt(server.base_url, long)
+    assert too_long is not None and too_long.problem(50) is not None
+    timing = chat_once(server.base_url, {**long, "stream": True})  # what vLLM says when it is sent anyway
+    assert not timing.ok
+    problem = request_errors.explain(timing.error, 50)
+    assert problem.code == "prompt_too_long", timing.error
+    assert "2.048" in problem.text("vi")
+
+
+def test_a_model_that_cannot_be_found_is_refused_while_the_running_server_keeps_serving(server):
+    before = server.snapshot()
+    config = before.config
+    report = server.start(type(config)(model="nonexistent/model", values=dict(config.values)))
+    assert not report.ok
+    assert report.error.code in ("model_unreachable", "model_not_found")
+    assert "nonexistent/model" in report.error.text("vi")
+    after = server.snapshot()
+    assert after.status == "ready" and after.pid == before.pid
