@@ -21,7 +21,7 @@ import pytest
 
 from dashboard.engine.carousel import Carousel
 from dashboard.engine.config import ServerConfig, default_config
-from tests.conftest import SERVER_START_TIMEOUT_S, server_processes_in, wait_for
+from tests.conftest import SERVER_START_TIMEOUT_S, alive, server_processes_in, wait_for
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(900)]
 
@@ -82,12 +82,12 @@ def states(processes: list[psutil.Process]) -> set[str]:
 def test_a_new_setting_starts_beside_the_running_server_which_then_pauses(carousel: Carousel) -> None:
     first = carousel.start(config_with(**A), timeout=SERVER_START_TIMEOUT_S)
     assert first.ok, first.log_tail[-10:]
-    assert first.server_start == {"kind": "cold", "ready_s": first.ready_s}
+    assert first.server_start == {"kind": "forked", "ready_s": first.ready_s}  # from the prepared starter
     first_pid = carousel.snapshot().pid
 
     second = carousel.start(config_with(**B), timeout=SERVER_START_TIMEOUT_S)
     assert second.ok, second.log_tail[-10:]
-    assert second.server_start["kind"] == "cold"
+    assert second.server_start["kind"] == "forked"
     assert carousel.snapshot().pid != first_pid
     assert answers(carousel)
 
@@ -127,7 +127,7 @@ def test_a_full_carousel_evicts_the_least_recently_used_server_but_never_a_pinne
     kept = {card.config.get("max_num_seqs"): card for card in carousel.cards()}
     assert set(kept) == {8, 12}  # A, the least recently used unpinned server, made room
     assert kept[8].pinned and kept[12].state == "active"
-    assert wait_for(lambda: not any(p.is_running() for p in a_processes), 30)
+    assert wait_for(lambda: not alive(a_processes), 30)  # a zombie waiting for its parent counts as gone
     assert any(event.kind == "evicted" for event in carousel.events())
     footprints = json.loads((carousel.workdir / "footprints.json").read_text())
     assert len(footprints) == 3 and all(entry["measured_bytes"] > 0 for entry in footprints)
@@ -167,7 +167,7 @@ def test_cli_sweep_revisits_a_warm_value_and_reports_how_each_server_started(tmp
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     rows = json.loads(report_path.read_text(encoding="utf-8"))["rows"]
     kinds = [row["server_start"]["kind"] for row in rows]
-    assert kinds == ["cold", "cold", "reused"]
+    assert kinds == ["forked", "forked", "reused"]
     assert all(row["server_start"]["ready_s"] > 0 for row in rows)
     assert rows[2]["server_start"]["ready_s"] < rows[0]["server_start"]["ready_s"]
     assert all("vllm.entrypoints.openai.api_server" in row["command"] for row in rows)
