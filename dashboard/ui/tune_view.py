@@ -396,7 +396,7 @@ def trials_chart(report: dict[str, Any], translate=lambda s: s) -> go.Figure:
         if front:
             figure.add_trace(
                 go.Scatter(x=[p[0] for p in front], y=[p[1] for p in front], mode="lines",
-                           name=translate("Pareto front"), line={"color": "#237841", "dash": "dot"})
+                           name=translate(N_("Pareto front")), line={"color": "#237841", "dash": "dot"})
             )  # fmt: skip
         figure.update_xaxes(title=limit_key + " (ms)")
     else:
@@ -406,7 +406,7 @@ def trials_chart(report: dict[str, Any], translate=lambda s: s) -> go.Figure:
         figure.update_xaxes(title=knob or "", type="category")
     base = (report.get("baseline") or {}).get("goal", {}).get("value")
     if base is not None:
-        figure.add_hline(y=base, line_dash="dash", annotation_text=translate("starting settings"))
+        figure.add_hline(y=base, line_dash="dash", annotation_text=translate(N_("starting settings")))
     figure.update_yaxes(title=goal + (" (answers/s)" if goal == "throughput" else " (ms)"))
     figure.update_layout(height=380, margin={"l": 10, "r": 10, "t": 30, "b": 10}, showlegend=True)
     return figure
@@ -417,7 +417,7 @@ def _scatter(trials: list[dict[str, Any]], xs: list[Any], translate) -> go.Scatt
         x=xs,
         y=[t["goal"]["value"] for t in trials],
         mode="markers",
-        name=translate("trials"),
+        name=translate(N_("trials")),
         marker={
             "size": 11,
             "color": [STATE_COLOURS.get(t.get("state"), "#888") for t in trials],
