@@ -376,7 +376,10 @@ def strongest_knob(report: dict[str, Any]) -> str | None:
     if not effects:
         knobs = report.get("space", {}).get("knobs") or []
         return knobs[0]["name"] if knobs else None
-    return max(effects, key=lambda e: (bool(e.get("clear")), abs(e["change"])))["knob"]
+    lower_is_better = report["question"]["goal"] != "throughput"
+    helped = [e for e in effects if e.get("clear") and (e["change"] < 0) == lower_is_better]
+    pool = helped or effects  # the knob that helped most; else the one that moved the goal most
+    return max(pool, key=lambda e: (bool(e.get("clear")), abs(e["change"])))["knob"]
 
 
 def trials_chart(report: dict[str, Any], translate=lambda s: s) -> go.Figure:

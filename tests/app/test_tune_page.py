@@ -112,3 +112,11 @@ def test_progress_shows_the_trial_count_best_so_far_and_time_left_and_stop_keeps
     assert not at.exception
     assert any("Stopped early" in i.value for i in at.info)
     assert any(code.value.startswith("vllm serve") for code in at.code)
+
+
+def test_the_chart_puts_the_knob_that_helped_most_on_its_axis(tmp_path):
+    tuner, _ = make_tuner(tmp_path, [0.0], max_trials=16)
+    report = tuner.run()
+    assert tune_view.strongest_knob(report) == "structured_outputs_config"  # −54%, ngram's +124% hurt
+    figure = tune_view.trials_chart(report)
+    assert figure.layout.xaxis.title.text == "structured_outputs_config"
