@@ -269,11 +269,34 @@ RUN_LIMIT = 3000  # the newest snapshots of a very long run
 Scraper = Callable[[str], m.MetricsSnapshot]
 
 
+FLOOR_FAMILIES = (
+    m.RUNNING,
+    m.WAITING,
+    m.KV_CACHE_USAGE,
+    m.PREFIX_HITS,
+    m.PREFIX_QUERIES,
+    m.PREEMPTIONS,
+    m.GENERATION_TOKENS,
+    ITERATION_TOKENS + "_sum",
+    ITERATION_TOKENS + "_count",
+    ITERATION_TOKENS + "_bucket",
+)
+_FLOOR_PREFIXES = tuple(name + end for name in FLOOR_FAMILIES for end in ("{", " "))
+
+
+def floor_lines(text: str) -> str:
+    """Only the samples the floor reads: vLLM's /metrics is ~60 KB, mostly histograms the floor does not
+    need; reading ~3 KB instead keeps each look at about 2 ms of Python instead of ~30 ms."""
+    return "\n".join(line for line in text.splitlines() if line.startswith(_FLOOR_PREFIXES))
+
+
 def http_scraper(timeout: float = 2.0) -> Scraper:
     client = httpx.Client(trust_env=False, timeout=timeout)
 
     def scrape(base_url: str) -> m.MetricsSnapshot:
-        return m.scrape(base_url, timeout=timeout, client=client)
+        response = client.get(m.metrics_url(base_url), timeout=timeout)
+        response.raise_for_status()
+        return m.MetricsSnapshot.from_text(floor_lines(response.text))
 
     return scrape
 
@@ -289,7 +312,7 @@ class FloorSampler:
 
     def __init__(
         self,
-        interval_s: float = 0.4,
+        interval_s: float = 0.25,
         keep_s: float = 120.0,
         idle_stop_s: float = 8.0,
         scraper: Scraper | None = None,

@@ -26,7 +26,8 @@ from dashboard.measure.floor import FloorLimits, FloorSampler, FloorState, Part
 from dashboard.ui import i18n as ui_i18n
 from dashboard.ui import state
 
-REFRESH_S = 0.4  # the fragment's timer: 2.5 looks per second
+REFRESH_S = 0.4  # the fragment's timer: 2.5 redraws per second
+SCRAPE_S = 0.25  # the sampler looks more often, so each redraw finds a fresh look
 MAX_BRICKS = 32  # lanes drawn; beyond that one brick stands for several lanes
 MAX_WAITING_BRICKS = 24
 BAR_SEGMENTS = 20
@@ -81,7 +82,7 @@ CSS = """
 @st.cache_resource(show_spinner=False)
 def get_sampler() -> FloorSampler:
     """One sampler per app: every session looking at the floor shares its scrapes."""
-    return FloorSampler(interval_s=REFRESH_S)
+    return FloorSampler(interval_s=SCRAPE_S)
 
 
 def limits_for(snap: Any) -> FloorLimits:

