@@ -84,7 +84,8 @@ def test_a_short_table_run_fills_every_asked_row_with_an_honest_verdict(table_ru
     for figure in (first, second):
         tokens = figure["answer_tokens"]["repeated_long_prompt"]
         assert tokens and set(tokens) == {4}  # fixed-length answers
-    assert "--enable-prefix-caching" in second["command"]
+    assert "--no-enable-prefix-caching" in first["command"]  # on is vLLM's default: no option needed
+    assert "--no-enable-prefix-caching" not in second["command"]
 
     noise = table_run["noise"]
     assert len(noise["starts"]) == 2 and all(start["ok"] for start in noise["starts"])
