@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -94,6 +95,12 @@ def stop_page(proc: subprocess.Popen) -> None:
 
 
 def load_round(manager: ServerManager, orders: int, concurrency: int) -> tuple[list[float], float, float]:
+    """One load test in a worker thread (Playwright's sync API owns this thread's event loop)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(_load_round, manager, orders, concurrency).result()
+
+
+def _load_round(manager: ServerManager, orders: int, concurrency: int) -> tuple[list[float], float, float]:
     """One load test; (e2e ms of each answered order, start, end)."""
     workload = loadgen.Workload.from_request(presets.get("pika").request, label="live-floor-bench")
     plan = loadgen.LoadPlan(concurrency=concurrency, requests=orders, timeout_s=300)

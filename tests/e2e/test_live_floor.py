@@ -80,8 +80,10 @@ def test_floor_moves_while_a_burst_is_served_and_replays_it(lego_app, browser_pa
     )
     wait_until_idle(page)
 
-    page.locator(".st-key-playground-floor-mode").get_by_role("button", name=_("Replay the last run")).click()
-    replay = page.locator(".st-key-playground-floor-replay_at").get_by_role("slider")
+    page.get_by_text(_("Replay the last run"), exact=True).click()
+    replay = (
+        page.get_by_test_id("stSlider").filter(has_text=_("Moment of the last run")).get_by_role("slider")
+    )
     expect(replay).to_be_visible(timeout=PAGE_TIMEOUT_MS)
     replay.focus()
     replay.press("Home")
