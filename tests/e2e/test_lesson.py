@@ -42,8 +42,8 @@ def guess(page: Page, direction: str, amount: str) -> None:
 def test_presenter_and_two_visitors_guess_measure_and_see_the_reveal(class_app, browser, ports, shots):
     assert class_app.key, "the shared app printed no presenter link"
     host = network_address()
-    presenter = new_page(browser, class_app.url(host) + f"/?presenter={class_app.key}")
-    visitors = [new_page(browser, class_app.url(host)) for _ in range(2)]
+    presenter = new_page(browser, class_app.url(host) + f"/?presenter={class_app.key}&lang=en")
+    visitors = [new_page(browser, class_app.url(host) + "/?lang=en") for _ in range(2)]
 
     set_port(presenter, "en", ports[1])
     presenter.locator(".st-key-factory-apply").get_by_role("button").click()
