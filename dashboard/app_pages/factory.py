@@ -330,6 +330,8 @@ def apply_panel(
     changed = changes_summary(pending, baseline)
     live_config = snap.config if snap.status in LIVE_STATUSES else None
     running_port = live_config.get("port") if live_config is not None else None
+    if carousel_view.is_carousel(manager):
+        running_port = pending.get("port")  # the carousel moves a server to the next free port by itself
     checked = checks.check(pending, running_port, prediction)
     if checked.model_problem:
         problem_box(checked.model_problem, manager, failed_start=False)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import statistics
@@ -44,6 +45,8 @@ from dashboard.engine.report import ServerSnapshot, StartupReport, refused_repor
 from dashboard.engine.server import ServerManager
 from dashboard.engine.starter import Starter
 from dashboard.i18n import N_
+
+log = logging.getLogger(__name__)
 
 GIB = 1024**3
 FOOTPRINTS_FILE = "footprints.json"
@@ -526,8 +529,20 @@ class Carousel:
     def _apply_in_background(
         self, config: ServerConfig, timeout: float, on_phase: PhaseCallback | None, owner: str | None
     ) -> None:
-        with contextlib.suppress(Exception):
+        try:
             self.start(config, wait=True, timeout=timeout, on_phase=on_phase, owner=owner)
+        except Exception as exc:  # never lose the reason: the page shows it beside the server still in use
+            log.exception("the start of a new server broke")
+            problem = Problem(
+                "start_broke",
+                N_(
+                    "The new server could not be started ({error}). "
+                    "The server in use, if any, kept answering."
+                ),
+                params={"error": f"{type(exc).__name__}: {exc}"},
+                root_cause=f"{type(exc).__name__}: {exc}",
+            )
+            self._remember_failure(refused_report(config, problem, self.backend, time.time()))
 
     def _launch(
         self, config: ServerConfig, timeout: float, on_phase: PhaseCallback | None, replace_same: bool
