@@ -166,3 +166,20 @@ def test_the_runtime_share_is_learned_from_this_machines_starts(tmp_path: Path) 
     )  # the median of 2.75 and 3.75 GiB; the GPU start is not ours
     assert carousel.expected_start_s(default_config("cpu").with_values({"enforce_eager": True})) == 45
     assert carousel.expected_start_s(default_config("cpu").with_values({"enforce_eager": False})) is None
+
+
+def test_an_apply_whose_start_breaks_keeps_the_reason_and_the_server_in_use(
+    tmp_path: Path, monkeypatch
+) -> None:
+    carousel = make_carousel(tmp_path)
+    add_slot(carousel, 0, 4, "active", used=1)
+
+    def broken_start(*args, **kwargs):
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(carousel, "start", broken_start)
+    carousel._apply_in_background(default_config("cpu"), 60, None, None)
+    assert carousel.last_failure.error.code == "start_broke"
+    assert "no space left on device" in carousel.last_failure.error.text("en")
+    snap = carousel.snapshot()
+    assert snap.status == "ready" and snap.problem.code == "start_broke"
