@@ -201,7 +201,8 @@ def duration_pattern(lang: str) -> re.Pattern[str]:
 def server_command_line(vllm_port: int, runs_dir) -> list[str]:
     """The command line of the vLLM API server the app started on this port."""
     for process in psutil.process_iter(["cmdline", "cwd"]):
-        words = process.info["cmdline"] or []
+        # A server forked from the prepared starter shows its command line as one string (setproctitle)
+        words = " ".join(process.info["cmdline"] or []).split()
         if (
             SERVER_MODULE in words
             and "--port" in words

@@ -35,7 +35,7 @@ def test_the_key_guards_v1_through_the_environment_and_never_shows(real_server):
         assert http.get(base + "/metrics").status_code == 200  # what the key does not guard
     for process in manager.process_tree():
         assert KEY not in " ".join(process.cmdline())
-        assert "--api-key" not in process.cmdline()
+        assert "--api-key" not in " ".join(process.cmdline()).split()
     log = Path(manager.snapshot().log_path).read_text(errors="replace")
     assert KEY not in log
     report = manager.last_report
