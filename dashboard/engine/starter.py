@@ -273,12 +273,12 @@ def _become_server(request: dict[str, Any], listener: socket.socket) -> None:
         os.close(log)
         os.close(devnull)
         os.chdir(request["cwd"])
+        _show_command_line(list(request["argv"]))  # before the environment changes: setproctitle needs it
         os.environ.clear()
         os.environ.update(request["env"])
         argv = list(request["argv"])
         module = argv[argv.index("-m") + 1]
         sys.argv = [module, *argv[argv.index("-m") + 2 :]]
-        _show_command_line(argv)
         _fork_engine_processes()
         import runpy
 
