@@ -583,9 +583,9 @@ def page() -> None:
             )
         else:
             st.warning(
-            _("Your last change did not start, so the factory kept the settings it had:"),
-            icon=":material/block:",
-        )
+                _("Your last change did not start, so the factory kept the settings it had:"),
+                icon=":material/block:",
+            )
         problem_box(snap.problem, manager, failed_start=False)
     compare_view.latest_card()
     floor_ui.live_floor("factory.floor", open_by_default=False)  # open it to watch; the playground opens it
