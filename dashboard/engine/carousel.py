@@ -43,7 +43,7 @@ from dashboard.engine.config import ServerConfig
 from dashboard.engine.problems import Problem
 from dashboard.engine.report import ServerSnapshot, StartupReport, refused_report
 from dashboard.engine.server import ServerManager
-from dashboard.engine.starter import Starter
+from dashboard.engine.starter import Starter, reap_starter
 from dashboard.i18n import N_
 
 log = logging.getLogger(__name__)
@@ -515,6 +515,7 @@ class Carousel:
     def reap_orphans(self) -> list[int]:
         """Kill servers left behind by an earlier app on this folder whose process is gone."""
         killed: list[int] = []
+        reap_starter(self.workdir)
         slots_dir = self.workdir / "slots"
         if not slots_dir.is_dir():
             return killed

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from dashboard.engine import presets
-from dashboard.engine.server import ServerManager
+from dashboard.engine.carousel import Carousel
 from tests.conftest import server_processes_in, wait_for
 from tests.integration.backend import kv_tokens_hold
 
@@ -148,6 +148,6 @@ def test_server_orphaned_by_a_killed_app_is_reaped_by_the_next_manager(tmp_path)
     cli.communicate(timeout=30)
     assert server_processes_in(workdir)  # orphaned for real
 
-    ServerManager(workdir)  # a new manager on the same folder reaps what the dead app left
+    Carousel(workdir, use_starter=False)  # a new carousel on the same folder reaps what the dead app left
     assert wait_for(lambda: server_processes_in(workdir) == [], 30)
-    assert not (workdir / "server.json").exists()
+    assert not list(workdir.glob("slots/*/server.json")) and not (workdir / "starter.json").exists()
