@@ -1,10 +1,10 @@
 """The filled table in a real browser: a table run kept in the history is shown on the impact page with
 its ratio, interval, orders and verdict in the chosen language, and the handout can be downloaded as
-Markdown and drawn as a PNG. The app of this module starts its own vLLM server (1 start)."""
+Markdown and drawn as a PNG. The table run is put in the app's history as a finished run, so no vLLM
+server is started (the real table run is tests/integration/test_table_real.py)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -18,14 +18,6 @@ pytestmark = [
     pytest.mark.e2e,
     pytest.mark.server,
     pytest.mark.timeout(900),
-    pytest.mark.skipif(
-        os.environ.get("LEGO_E2E_UNVERIFIED") != "1",
-        reason=(
-            "not yet passing end to end: "
-            "it could not find the whole-table choice on the impact page in the last full run. "
-            "Run with LEGO_E2E_UNVERIFIED=1."
-        ),
-    ),
 ]
 
 ROW = {
@@ -62,17 +54,24 @@ def test_the_filled_table_and_its_handout(lang, lego_app, browser_page) -> None:
         main_area(page).get_by_role("heading", name=_("What does each flag do to response time?"))
     ).to_be_visible(timeout=PAGE_TIMEOUT_MS)
     wait_until_idle(page)
-    page.get_by_role("button", name=_("The whole table")).click()
+    # A single-choice st.segmented_control draws its options as radio buttons (role "radio").
+    whole_table = page.locator(".st-key-impact-mode").get_by_role("radio", name=_("The whole table"))
+    whole_table.click(timeout=PAGE_TIMEOUT_MS)
+    expect(whole_table).to_be_checked(timeout=PAGE_TIMEOUT_MS)
     wait_until_idle(page)
     grid = main_area(page).get_by_test_id("stDataFrame")
     expect(grid).to_be_visible(timeout=PAGE_TIMEOUT_MS)
     expect(main_area(page).get_by_text("vLLM 0.32.0")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
-    download = main_area(page).get_by_role("button", name=_("Handout (Markdown)"))
+    download = main_area(page).get_by_role("button", name=_("Handout (Markdown)"), exact=True)
     expect(download).to_be_visible(timeout=PAGE_TIMEOUT_MS)
-    with page.expect_download() as info:
+    with page.expect_download(timeout=PAGE_TIMEOUT_MS) as info:
         download.click()
     text = Path(info.value.path()).read_text(encoding="utf-8")
     assert ROW["verdict"][lang] in text and "0.21" in text.replace(",", ".")
-    page.get_by_role("button", name=_("Prepare a printable handout (PNG)")).click()
+    main_area(page).get_by_role("button", name=_("Prepare a printable handout (PNG)"), exact=True).click()
     wait_until_idle(page, 120_000)
-    expect(main_area(page).get_by_role("button", name=_("Handout (PNG)"))).to_be_visible(timeout=120_000)
+    png = main_area(page).get_by_role("button", name=_("Handout (PNG)"), exact=True)
+    expect(png).to_be_visible(timeout=120_000)
+    with page.expect_download(timeout=PAGE_TIMEOUT_MS) as info:
+        png.click()
+    assert Path(info.value.path()).read_bytes().startswith(b"\x89PNG")
