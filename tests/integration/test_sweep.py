@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
@@ -17,13 +16,6 @@ from tests.integration.backend import BACKEND, kv_tokens_hold
 pytestmark = [
     pytest.mark.server,
     pytest.mark.timeout(900),
-    pytest.mark.skipif(
-        os.environ.get("LEGO_E2E_UNVERIFIED") != "1",
-        reason=(
-            "not yet passing: failed in the last run after sweeps gained their noise pair. "
-            "Run with LEGO_E2E_UNVERIFIED=1."
-        ),
-    ),
 ]
 
 PORT = 8230
