@@ -11,6 +11,7 @@ import streamlit as st
 from dashboard.classroom import doors
 from dashboard.engine import config as config_mod
 from dashboard.engine import flag_texts, flags, presets
+from dashboard.engine.carousel import config_key
 from dashboard.engine.config import ServerConfig
 from dashboard.engine.problems import Problem
 from dashboard.engine.report import mask_secrets
@@ -24,6 +25,7 @@ MODEL_KEY = "factory.model"
 PRESET_KEY = "factory.preset"
 GROUP_KEY = "factory.group"
 NOTICE_KEY = "factory.notice"
+PORT_SEEN_KEY = "factory.port_followed"  # the served server whose port the controls last followed
 LIVE_STATUSES = ("starting", "ready", "stopping")
 
 
@@ -86,7 +88,7 @@ def _stop(manager: Any) -> None:
 
 def status_card(snap: Any) -> None:
     _ = ui_i18n.translator()
-    with st.container(border=True):
+    with st.container(border=True, key="factory-status"):
         st.markdown("**" + _("The factory now") + "**")
         crashed = (
             snap.status == "failed" and snap.problem is not None and snap.problem.code == "server_crashed"
@@ -542,6 +544,20 @@ def notice() -> None:
 # ------------------------------------------------------------------------------------------ page
 
 
+def follow_moved_port(pending: ServerConfig, served: ServerConfig | None, server: tuple) -> ServerConfig:
+    """The carousel starts a new server on the next free port when a warm one holds the asked port. Once
+    per served server, the door-number control follows it, so that no port change (which Apply would not
+    make: the carousel tells its servers apart by everything but the port) is left waiting."""
+    if served is None or st.session_state.get(PORT_SEEN_KEY) == server:
+        return pending
+    st.session_state[PORT_SEEN_KEY] = server
+    if pending.get("port") == served.get("port") or config_key(pending) != config_key(served):
+        return pending
+    moved = pending.with_values({"port": served.get("port")})
+    widgets.set_pending(moved)
+    return moved
+
+
 def page() -> None:
     _ = ui_i18n.translator()
     manager = state.get_manager()
@@ -552,6 +568,8 @@ def page() -> None:
     pending = widgets.pending_config(lambda: shown_config or state.starting_config())
     baseline = shown_config or state.starting_config()
     running = shown_config if snap.status in LIVE_STATUSES else None
+    if carousel_view.is_carousel(manager) and snap.status == "ready":
+        pending = follow_moved_port(pending, shown_config, (snap.pid, snap.base_url))
 
     st.title(_("Factory floor"))
     st.markdown(

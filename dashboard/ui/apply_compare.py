@@ -17,6 +17,7 @@ from typing import Any
 import streamlit as st
 
 from dashboard.engine import flags
+from dashboard.engine.carousel import config_key
 from dashboard.engine.config import ServerConfig
 from dashboard.engine.report import mask_config
 from dashboard.history.records import flag_values
@@ -119,7 +120,7 @@ def _measure_after(manager: Any, config: ServerConfig, entry: BeforeAfter) -> No
         snap = manager.snapshot()
         busy = manager.is_busy()
         seen_busy = seen_busy or busy
-        serves_new = snap.config is not None and snap.config == config
+        serves_new = same_server(snap.config, config)
         if snap.status == "ready" and serves_new and not busy:
             break
         settled = not busy and (seen_busy or time.monotonic() - started > SETTLE_GRACE_S)
@@ -181,6 +182,20 @@ def _label(entry: BeforeAfter) -> str:
     return ", ".join(parts)[:120]
 
 
+def same_server(served: ServerConfig | None, asked: ServerConfig) -> bool:
+    """The server serves what was asked: every setting but the port, which the carousel moves to the
+    next free one when a warm server already holds the asked port."""
+    return served is not None and config_key(served) == config_key(asked)
+
+
+def _same_masked(served: dict[str, Any], asked: dict[str, Any]) -> bool:
+    def without_port(data: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        values = {k: v for k, v in (data.get("values") or {}).items() if k != "port" and v is not None}
+        return data.get("model"), values
+
+    return without_port(served) == without_port(asked)
+
+
 def in_flight(manager: Any) -> bool:
     """An Apply was just accepted but the server does not show its start yet (the background start
     takes a moment to begin): the page must not show the old state as if nothing happened."""
@@ -200,7 +215,7 @@ def as_seen(manager: Any) -> Any:
     if snap.busy or not in_flight(manager):
         return snap
     target = tracker().entry.after_config if tracker().entry is not None else None
-    if snap.status == "ready" and target and mask_config(snap.config) == dict(target):
+    if snap.status == "ready" and target and _same_masked(mask_config(snap.config), dict(target)):
         return snap  # already there (a switch to a warm server is that quick)
     return replace(snap, status="starting", phases=(), started_at=tracker().requested_at)
 

@@ -14,6 +14,7 @@ from typing import Any
 import streamlit as st
 
 from dashboard.engine import flags, presets
+from dashboard.engine.carousel import config_key
 from dashboard.engine.config import ServerConfig, default_config
 from dashboard.engine.problems import Problem
 from dashboard.measure import request_errors, tokens
@@ -202,7 +203,7 @@ def answer_change(payload: dict[str, Any], timing: RequestTiming, snap: Any) -> 
     if not timing.ok or payload.get("temperature") not in (0, 0.0) or snap.config is None:
         return None
     key = request_key(payload)
-    settings = json.dumps(snap.config.to_dict(), sort_keys=True, default=str)
+    settings = config_key(snap.config)  # the port is no setting of the answer (the carousel moves it)
     with _answers().lock:
         before = _answers().seen.get(key)
         _answers().seen[key] = (settings, timing.text)

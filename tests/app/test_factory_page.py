@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import time
 
+from streamlit.testing.v1 import AppTest
+
 from dashboard.engine import flags, hardware
 from dashboard.engine.config import default_config
 from dashboard.engine.problems import Problem
 from dashboard.engine.report import ServerSnapshot
 from dashboard.i18n import translate
 from dashboard.ui import widgets
-from tests.app.conftest import StandInManager, open_app, ready_snapshot, texts
+from tests.app.conftest import APP, StandInManager, open_app, ready_snapshot, texts
 
 FACTORY = "app_pages/factory.py"
 
@@ -231,3 +233,47 @@ def test_earlier_results_stay_visible_during_a_restart(manager: StandInManager) 
     assert "Rebuilding the factory" in "".join(s.label for s in at.status)
     assert "Previous start" in page
     assert {m.label: m.value for m in at.metric}["Ready after"] == "35.2 s"
+
+
+class CarouselStandIn(StandInManager):
+    """A stand-in carousel: it has cards (the page draws its strip) and moves a server to a free port."""
+
+    def cards(self) -> list:
+        return []
+
+    def events(self, since: float = 0.0) -> list:
+        return []
+
+    def preview(self, config):
+        raise LookupError("no preview in this stand-in")
+
+    def predict_footprint(self, config):
+        raise LookupError("no footprint in this stand-in")
+
+
+def test_a_server_the_carousel_moved_to_the_next_port_leaves_no_port_change_waiting(monkeypatch) -> None:
+    from dashboard.ui import state
+
+    asked = default_config("cpu").with_values({"port": 8752, "max_num_seqs": 16})
+    stand_in = CarouselStandIn(snap=ready_snapshot(asked.with_values({"port": 8753})))
+    monkeypatch.setattr(state, "get_manager", lambda: stand_in)
+    monkeypatch.setattr(state, "get_store", lambda: None)
+    monkeypatch.setattr(state, "get_sampler", lambda: None)
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params["lang"] = "en"
+    at.session_state[widgets.PENDING_KEY] = asked  # what this session asked the carousel for
+    at.run()
+    assert not at.exception, at.exception
+    assert at.session_state[widgets.PENDING_KEY].get("port") == 8753
+    assert "--port: 8753 → 8752" not in texts(at)
+    assert "No changes waiting" in texts(at)
+    assert at.button(key="factory.apply").disabled  # nothing to do
+
+
+def test_the_after_side_waits_for_the_asked_settings_on_whichever_port_they_landed() -> None:
+    from dashboard.ui import apply_compare
+
+    asked = default_config("cpu").with_values({"port": 8752, "max_num_seqs": 16})
+    assert apply_compare.same_server(asked.with_values({"port": 8753}), asked)
+    assert not apply_compare.same_server(asked.with_values({"max_num_seqs": 8}), asked)
+    assert not apply_compare.same_server(None, asked)

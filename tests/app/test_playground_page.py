@@ -53,3 +53,17 @@ def test_playground_speaks_vietnamese_by_default(manager: StandInManager) -> Non
 
     assert [t.value for t in at.title] == [translate("Prompt playground", "vi")]
     assert translate("Prompt playground", "vi") != "Prompt playground"
+
+
+def test_the_same_answer_on_a_server_that_differs_only_by_port_is_no_setting_change() -> None:
+    from dashboard.measure.client import RequestTiming
+    from dashboard.ui import playground_extras as extras
+
+    payload = {"messages": [{"role": "user", "content": "port-only"}], "temperature": 0, "max_tokens": 8}
+    timing = RequestTiming(ok=True, error=None, text="happy", ttft_ms=10.0)
+    first = ready_snapshot(default_config("cpu").with_values({"port": 8752}))
+    moved = ready_snapshot(default_config("cpu").with_values({"port": 8753}))
+    other = ready_snapshot(default_config("cpu").with_values({"port": 8753, "max_num_seqs": 16}))
+    assert extras.answer_change(payload, timing, first) is None
+    assert extras.answer_change(payload, timing, moved) is None  # the carousel moved it: same settings
+    assert extras.answer_change(payload, timing, other) == "same"
