@@ -5,10 +5,7 @@ Skipped on machines without an NVIDIA GPU; never part of CI."""
 
 from __future__ import annotations
 
-import json
-import os
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -16,6 +13,7 @@ import pytest
 from dashboard.engine import hardware, presets
 from dashboard.engine.carousel import Carousel
 from dashboard.engine.config import ServerConfig, default_config
+from tests.gpu.results import save_result
 
 pytestmark = [
     pytest.mark.gpu,
@@ -23,13 +21,6 @@ pytestmark = [
 ]
 
 GIB = 1024**3
-
-
-def save_result(name: str, data: dict) -> None:
-    folder = os.environ.get("GPU_RESULTS_DIR")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        (Path(folder) / f"{name}.json").write_text(json.dumps(data, indent=2, default=str))
 
 
 def pika(**values) -> ServerConfig:

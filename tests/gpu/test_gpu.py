@@ -7,9 +7,7 @@ also writes the figures it measured there (JSON), for the results report.
 from __future__ import annotations
 
 import json
-import os
 import time
-from pathlib import Path
 
 import pytest
 
@@ -18,6 +16,7 @@ from dashboard.engine.config import ServerConfig, default_config
 from dashboard.engine.server import ServerManager
 from dashboard.measure import memory, metrics
 from dashboard.measure.loadgen import LoadPlan, Workload, run_load
+from tests.gpu.results import save_result
 
 pytestmark = [
     pytest.mark.gpu,
@@ -26,13 +25,6 @@ pytestmark = [
 
 GIB = 1024**3
 PORT = 8700
-
-
-def save_result(name: str, data: dict) -> None:
-    folder = os.environ.get("GPU_RESULTS_DIR")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        (Path(folder) / f"{name}.json").write_text(json.dumps(data, indent=2, default=str))
 
 
 def brief_config(**values) -> ServerConfig:

@@ -8,8 +8,6 @@ Speed targets (0.5 s for the burst) are printed by benchmarks/burst_clients.py, 
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 
@@ -18,6 +16,7 @@ from dashboard.engine.config import default_config
 from dashboard.engine.server import ServerManager
 from dashboard.measure import loadgen
 from dashboard.measure.loadgen import LoadPlan, Workload
+from tests.gpu.results import save_result
 
 pytestmark = [
     pytest.mark.gpu,
@@ -26,13 +25,6 @@ pytestmark = [
 
 PORT = 8720
 PAUSE_MS = 400.0  # the H100 runs showed 440-520 ms pauses between two tokens; the server's own were far less
-
-
-def save_result(name: str, data: dict) -> None:
-    folder = os.environ.get("GPU_RESULTS_DIR")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        (Path(folder) / f"{name}.json").write_text(json.dumps(data, indent=2, default=str))
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,6 @@ Real server starts: 6 (the A/A pair, and two per flag).
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import pytest
@@ -17,6 +15,7 @@ from dashboard.engine import hardware
 from dashboard.engine.config import default_config
 from dashboard.engine.server import ServerManager
 from dashboard.measure import table
+from tests.gpu.results import save_result
 
 pytestmark = [
     pytest.mark.gpu,
@@ -34,10 +33,7 @@ def test_eager_mode_and_prefix_caching_are_clear_on_a_gpu(tmp_path: Path) -> Non
     finally:
         manager.close()
     data = result.to_dict()
-    folder = os.environ.get("GPU_RESULTS_DIR")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        (Path(folder) / "table.json").write_text(json.dumps(data, indent=2, default=str))
+    save_result("table", data)
     rows = {row["flag"]: row for row in data["rows"]}
     assert result.starts == 6
     assert rows["enable_prefix_caching"]["effect"] == "faster", rows["enable_prefix_caching"]["verdict"]["en"]

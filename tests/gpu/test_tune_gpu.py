@@ -10,10 +10,8 @@ set, receives the whole report and the probe as tune_gpu.json.
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from pathlib import Path
 
 import pytest
 
@@ -24,6 +22,7 @@ from dashboard.history.store import HistoryStore
 from dashboard.measure.loadgen import Workload
 from dashboard.tune import question
 from dashboard.tune.runner import WarmAwareView, fresh_probe, run_tune
+from tests.gpu.results import save_result
 
 pytestmark = [
     pytest.mark.gpu,
@@ -61,11 +60,7 @@ def test_the_tuner_finds_a_pika_answer_of_at_most_40_ms_and_a_fresh_probe_confir
     tuning_s = time.monotonic() - started
     best = report["best"]
     probe = fresh_probe(best, workload, tmp_path / "probe", "cuda", requests=40, port=PORT)
-    folder = os.environ.get("GPU_RESULTS_DIR")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        data = {"report": report, "probe": probe, "tuning_s": tuning_s}
-        (Path(folder) / "tune_gpu.json").write_text(json.dumps(data, indent=2, default=str))
+    save_result("tune_gpu", {"report": report, "probe": probe, "tuning_s": tuning_s})
     best_ms = best["goal"]["value"]
     probe_ms = probe["figures"]["p50-e2e"]["value"]
     print(f"baseline {report['baseline']['goal']}, best {best['goal']} {best['changes']}, probe {probe_ms}")
