@@ -15,6 +15,11 @@ runtime's share (Python, PyTorch, tokenizer, graphs), learned from what this mac
 really held (`footprints.json` in the carousel's folder). Before a server joins, the carousel checks
 that it fits beside the others and evicts the least recently used inactive slot that is not pinned.
 
+On machines with room, a config the user is likely to try next (the next value of a sweep) can be
+started in the background (`prestart`): only when it fits beside the others without evicting anyone,
+and only on spare cores, never on the cores the measurement needs. It waits, parked, until a start asks
+for it, which then becomes a flip.
+
 A measurement can claim the carousel: while claimed, starts, flips and stops from anyone but the
 claim's owner are refused, so a sweep's rows are always measured on the server they name.
 """
@@ -61,6 +66,9 @@ FLIP_HEALTH_TIMEOUT_S = 15.0
 STARTER_WAIT_S = 180.0  # a start waits this long for the starter to finish its imports, then goes cold
 PARKED_OR_ACTIVE = ("active", "warm", "paused", "asleep")
 SLEEP_ENV = {"VLLM_SERVER_DEV_MODE": "1"}  # exposes /sleep, /wake_up and /is_sleeping
+# Cores a measurement on a GPU keeps busy: the API server, the engine core, the load generator, the app.
+# On the CPU build the engine computes on every core, so nothing is spare there.
+GPU_MEASUREMENT_CORES = 4
 
 StartKind = str  # "cold" | "forked" | "reused" | "woken"
 PhaseCallback = Callable[[Any], None]
@@ -106,6 +114,7 @@ class SlotCard:
     start_kind: StartKind
     ready_s: float | None
     differences: tuple[str, ...] = ()  # flags that differ from the active config
+    background: bool = False  # started ahead of need, on spare cores
 
 
 @dataclass(frozen=True)
@@ -142,6 +151,7 @@ class _Slot:
     asleep_bytes: int | None = None  # GPU memory still held while asleep
     timeout: float = 600.0
     on_phase: PhaseCallback | None = None
+    background: bool = False  # started by `prestart`, confined to spare cores until it is used
 
 
 def config_key(config: ServerConfig) -> str:
@@ -165,6 +175,7 @@ class Carousel:
         park_inactive: bool = True,
         sleep_mode: bool | None = None,
         use_starter: bool | None = None,
+        prestart_cores: int | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -175,9 +186,11 @@ class Carousel:
         self.budget_bytes = budget_bytes or _env_gib("LEGO_FACTORY_CAROUSEL_GIB") or self._default_budget()
         self.park_inactive = park_inactive
         self.sleep_mode = (self.backend == "cuda") if sleep_mode is None else sleep_mode
+        self.prestart_cores = _prestart_cores(self.backend) if prestart_cores is None else prestart_cores
         self._lock = threading.RLock()
         self._op_lock = threading.Lock()  # one start or flip at a time
         self._slots: dict[int, _Slot] = {}
+        self._reserved_ids: set[int] = set()
         self._active: int | None = None
         self._pending: int | None = None
         self._last_failure: StartupReport | None = None
@@ -210,14 +223,16 @@ class Carousel:
         refusal = self._refusal(config, owner)
         if refusal is not None:
             return refusal
+        asked = time.monotonic()
         self._op_lock.acquire()
         handed_off = False
         try:
             self._drop_dead_slots()
             if not fresh:
+                self._await_background_start(config, timeout)
                 slot = self._warm_slot_for(config)
                 if slot is not None:
-                    return self._flip(slot, on_phase)
+                    return self._flip(slot, on_phase, since=asked)
             report, slot = self._launch(config, timeout, on_phase, replace_same=fresh)
             if slot is None:
                 return report
@@ -393,6 +408,7 @@ class Carousel:
                     start_kind=slot.start_kind,
                     ready_s=report.ready_s if report else None,
                     differences=tuple(config_mod.changed_flags(active.config, slot.config)) if active else (),
+                    background=slot.background,
                 )
             )
         return cards
@@ -404,6 +420,43 @@ class Carousel:
         if slot is None:
             return None
         return self.start(slot.config, owner=owner)
+
+    def spare_cores(self) -> list[int]:
+        """Cores a background start may use: the last `prestart_cores` of this process's cores."""
+        cores = sorted(os.sched_getaffinity(0))
+        if self.prestart_cores <= 0 or self.prestart_cores >= len(cores):
+            return []
+        return cores[-self.prestart_cores :]
+
+    def prestart(self, config: ServerConfig, timeout: float = 600) -> bool:
+        """Start `config` in the background, parked when ready, so that a later start of it is a flip.
+        Refused (False) when it is already held or starting, when there are no spare cores, when it
+        would not fit beside the others without evicting one, or when its settings are refused."""
+        cores = self.spare_cores()
+        if self._closed or not cores or self._held_or_starting(config):
+            return False
+        if _quick_check(config, self.backend) is not None:
+            return False
+        predicted = self.predict_footprint(config)
+        if not self._fits(predicted):
+            return False
+        port = self._free_port_for(config)
+        slot = self._new_slot(config.with_values({"port": port}), predicted, timeout, None)
+        slot.background = True
+        slot.manager.cores = cores
+        with self._lock:
+            self._slots[slot.slot_id] = slot
+            self._reserved_ids.discard(slot.slot_id)
+        report = slot.manager.start(slot.config, wait=False, timeout=timeout)
+        slot.start_kind = slot.manager.last_start_kind
+        if slot.manager.snapshot().status not in ("starting", "ready"):
+            self._remove(slot)
+            return False
+        self._note("prestarted", slot.config)
+        threading.Thread(
+            target=self._park_when_ready, args=(slot, report), name="lego-carousel-prestart", daemon=True
+        ).start()
+        return True
 
     def pin(self, slot_id: int, pinned: bool = True) -> None:
         with self._lock:
@@ -497,7 +550,11 @@ class Carousel:
     def expected_start_s(self, config: ServerConfig) -> float | None:
         """Median ready time of earlier cold starts like this one on this machine; None when none."""
         eager = bool(config.get("enforce_eager"))
-        entries = [e for e in self._footprints() if e.get("backend") == self.backend and e.get("ready_s")]
+        entries = [
+            e
+            for e in self._footprints()
+            if e.get("backend") == self.backend and e.get("ready_s") and not e.get("background")
+        ]
         same_key = [e["ready_s"] for e in entries if e.get("key") == config_key(config)]
         same_mode = [e["ready_s"] for e in entries if bool(e.get("eager")) == eager]
         for sample in (same_key, same_mode):
@@ -574,18 +631,11 @@ class Carousel:
         timeout: float,
         on_phase: PhaseCallback | None,
     ) -> tuple[StartupReport, _Slot | None]:
-        slot_id = self._free_slot_id()
-        manager = ServerManager(self.workdir / "slots" / str(slot_id), backend=self.backend)
-        if starter_ready:
-            manager.starter = self.starter
-        if self.sleep_mode:
-            manager.extra_argv = ["--enable-sleep-mode"]
-            manager.extra_env = dict(SLEEP_ENV)
-        slot = _Slot(
-            slot_id, config_key(config), manager, config, predicted, timeout=timeout, on_phase=on_phase
-        )
+        slot = self._new_slot(config, predicted, timeout, on_phase, starter_ready)
+        slot_id, manager = slot.slot_id, slot.manager
         with self._lock:
             self._slots[slot_id] = slot
+            self._reserved_ids.discard(slot_id)
             self._pending = slot_id
         report = manager.start(config, wait=False, timeout=timeout, on_phase=on_phase)
         slot.start_kind = manager.last_start_kind
@@ -597,6 +647,56 @@ class Carousel:
             self._remember_failure(report)
             return report, None
         return report, slot
+
+    def _new_slot(
+        self,
+        config: ServerConfig,
+        predicted: Footprint,
+        timeout: float,
+        on_phase: PhaseCallback | None,
+        starter_ready: bool | None = None,
+    ) -> _Slot:
+        with self._lock:
+            slot_id = self._free_slot_id()
+            manager = ServerManager(self.workdir / "slots" / str(slot_id), backend=self.backend)
+            self._reserved_ids.add(slot_id)  # until the slot joins `_slots`
+        if starter_ready is None:
+            starter_ready = self.starter is not None and self.starter.ready()
+        if starter_ready:
+            manager.starter = self.starter
+        if self.sleep_mode:
+            manager.extra_argv = ["--enable-sleep-mode"]
+            manager.extra_env = dict(SLEEP_ENV)
+        return _Slot(
+            slot_id, config_key(config), manager, config, predicted, timeout=timeout, on_phase=on_phase
+        )
+
+    def _park_when_ready(self, slot: _Slot, report: StartupReport) -> None:
+        """A background start's thread: park the server once ready; drop it quietly if it fails."""
+        report = slot.manager.wait_until_settled() or slot.manager.last_report or report
+        with self._lock:
+            still_held = self._slots.get(slot.slot_id) is slot
+        if self._closed or not still_held or report is None or not report.ok:
+            self._remove(slot)
+            if report is not None and report.error is not None:
+                self._note("prestart_failed", slot.config, report.error.code)
+            return
+        slot.measured_bytes = self._measure_bytes(slot)
+        self._record_footprint(slot, report)
+        self._park(slot)
+
+    def _await_background_start(self, config: ServerConfig, timeout: float) -> None:
+        """When a background start of `config` is under way, wait for it: it is nearer than a new one."""
+        key = config_key(config)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                starting = [
+                    s for s in self._slots.values() if s.key == key and s.background and s.state == "starting"
+                ]
+            if not starting or self._closed:
+                return
+            time.sleep(0.1)
 
     def _settle_then_release(self, slot: _Slot) -> None:
         try:
@@ -646,8 +746,8 @@ class Carousel:
         report, slot = self._launch(failed.config, failed.timeout, failed.on_phase, replace_same=False)
         return self._settle(slot) if slot is not None else report
 
-    def _flip(self, slot: _Slot, on_phase: PhaseCallback | None) -> StartupReport:
-        started = time.monotonic()
+    def _flip(self, slot: _Slot, on_phase: PhaseCallback | None, since: float | None = None) -> StartupReport:
+        started = time.monotonic() if since is None else since  # a wait for a background start counts
         with self._lock:
             previous = self._slots.get(self._active) if self._active is not None else None
         kind: StartKind = "reused"
@@ -698,6 +798,10 @@ class Carousel:
             _post(slot.manager.base_url, "/wake_up", slot.manager.api_key)
         elif slot.state == "paused":
             _signal_tree(slot.manager.process_tree(), signal.SIGCONT)
+        if slot.background:  # it started on spare cores; now it serves, it may use them all
+            _set_tree_affinity(slot.manager.process_tree(), sorted(os.sched_getaffinity(0)))
+            slot.background = False
+            slot.manager.cores = None
         slot.state = "warm"
 
     # -------------------------------------------------------------------- internals: room
@@ -728,6 +832,17 @@ class Carousel:
             used -= self._budgeted_bytes(slot)
             count -= 1
         return chosen
+
+    def _fits(self, predicted: Footprint) -> bool:
+        with self._lock:
+            slots = list(self._slots.values())
+        used = sum(self._budgeted_bytes(s) for s in slots)
+        return used + predicted.total_bytes <= self.budget_bytes and len(slots) < self.max_servers
+
+    def _held_or_starting(self, config: ServerConfig) -> bool:
+        key = config_key(config)
+        with self._lock:
+            return any(s.key == key for s in self._slots.values())
 
     def _trim_to_size(self) -> None:
         with self._lock:
@@ -779,7 +894,11 @@ class Carousel:
     def _drop_dead_slots(self) -> None:
         """Remove slots whose server died; say so, and keep a crashed active server's last look."""
         with self._lock:
-            slots = [s for s in self._slots.values() if s.slot_id != self._pending]
+            slots = [
+                s
+                for s in self._slots.values()
+                if s.slot_id != self._pending and not (s.background and s.state == "starting")
+            ]
         for slot in slots:
             snap = slot.manager.snapshot()
             if snap.status not in ("failed", "stopped"):
@@ -814,7 +933,7 @@ class Carousel:
 
     def _free_slot_id(self) -> int:
         with self._lock:
-            used = set(self._slots)
+            used = set(self._slots) | self._reserved_ids
         slot_id = 0
         while slot_id in used:
             slot_id += 1
@@ -871,6 +990,7 @@ class Carousel:
             "key": slot.key,
             "eager": bool(slot.config.get("enforce_eager")),
             "kind": slot.start_kind,
+            "background": slot.background,
             "ready_s": report.ready_s,
             "predicted_bytes": slot.predicted.total_bytes,
             "weights_bytes": slot.predicted.weights_bytes,
@@ -963,6 +1083,26 @@ def _signal_tree(processes: list[psutil.Process], signum: int) -> None:
     for process in processes:
         with contextlib.suppress(psutil.Error, OSError):
             process.send_signal(signum)
+
+
+def _set_tree_affinity(processes: list[psutil.Process], cores: list[int]) -> None:
+    """Every thread of every process, since a process's affinity is only its main thread's."""
+    for process in processes:
+        with contextlib.suppress(psutil.Error, OSError):
+            for thread in process.threads():
+                with contextlib.suppress(OSError):
+                    os.sched_setaffinity(thread.id, cores)
+
+
+def _prestart_cores(backend: str) -> int:
+    """Cores left for background starts: set by LEGO_FACTORY_PRESTART_CORES, else what a GPU
+    measurement leaves free (none on the CPU build, whose engine computes on every core)."""
+    raw = os.environ.get("LEGO_FACTORY_PRESTART_CORES", "").strip()
+    if raw.isdigit():
+        return int(raw)
+    if backend != "cuda":
+        return 0
+    return max(0, len(os.sched_getaffinity(0)) - GPU_MEASUREMENT_CORES)
 
 
 def _tree_memory(processes: list[psutil.Process]) -> int | None:

@@ -95,6 +95,7 @@ class ServerManager:
         self.starter: Starter | None = None  # set by the carousel: forks servers from a prepared process
         self.last_start_kind = "cold"
         self.warm_up = True  # serve warm-up orders before declaring ready
+        self.cores: list[int] | None = None  # start on these cores only (a background start), else any
         self.reap_orphans()
         _register(self)
 
@@ -338,12 +339,13 @@ class ServerManager:
         starter = self.starter
         if starter is not None and starter.ready():
             try:
-                process = starter.spawn(argv, env, self.workdir, log_path)
+                process = starter.spawn(argv, env, self.workdir, log_path, cores=self.cores)
                 self.last_start_kind = "forked"
                 return process
             except (OSError, ValueError, KeyError):
                 pass  # the starter is gone: a cold start works the same, only slower
         self.last_start_kind = "cold"
+        cores = self.cores
         with open(log_path, "ab") as log_file:
             return subprocess.Popen(
                 argv,
@@ -353,6 +355,7 @@ class ServerManager:
                 start_new_session=True,
                 env=env,
                 cwd=self.workdir,
+                preexec_fn=(lambda: os.sched_setaffinity(0, cores)) if cores else None,
             )
 
     def _child_env(self, config: ServerConfig | None = None) -> dict[str, str]:

@@ -140,6 +140,9 @@ class ManagerView:
 # ---------------------------------------------------------------------------------------------- running
 
 
+_NO_VALUE = object()  # no next value to start ahead
+
+
 def run_sweep(
     flag: str,
     values: Sequence[Any],
@@ -178,7 +181,10 @@ def run_sweep(
             result.stopped = True
             break
         _progress(on_progress, index, total, "starting")
-        row = _measure_value(flag, value, base_config, workload, manager, plan, start_timeout, stop)
+        upcoming = result.values[index + 1] if index + 1 < total else _NO_VALUE
+        row = _measure_value(
+            flag, value, base_config, workload, manager, plan, start_timeout, stop, upcoming=upcoming
+        )
         result.rows.append(row)
         if on_row is not None:
             on_row(row)
@@ -207,6 +213,7 @@ def _measure_value(
     start_timeout: float,
     stop: threading.Event | None,
     fresh: bool = False,
+    upcoming: Any = _NO_VALUE,
 ) -> SweepRow:
     try:
         config = base_config.with_values({flag: value})
@@ -216,6 +223,8 @@ def _measure_value(
     row = _row_from_report(flag, value, report)
     if not report.ok:
         return row
+    if upcoming is not _NO_VALUE:
+        _prestart(manager, base_config, flag, upcoming, start_timeout)
     pid = getattr(manager.snapshot(), "pid", None)
     base_url = manager.base_url
     before = metrics.try_scrape(base_url)
@@ -240,6 +249,17 @@ def _measure_value(
     if not row.ok:
         row.error = {"message": "; ".join(f"{count} x {text}" for text, count in load.error_kinds.items())}
     return row
+
+
+def _prestart(manager: ServerLike, base_config: ServerConfig, flag: str, value: Any, timeout: float) -> None:
+    """Let a carousel start the next value in the background while this one is measured. It does so
+    only on cores the measurement does not use and only when it fits beside the others (never on the
+    CPU build, whose engine computes on every core); a plain server manager cannot."""
+    prestart = getattr(manager, "prestart", None)
+    if prestart is None:
+        return
+    with contextlib.suppress(ValueError, KeyError):
+        prestart(base_config.with_values({flag: value}), timeout=timeout)
 
 
 def _row_from_report(flag: str, value: Any, report: StartupReport) -> SweepRow:

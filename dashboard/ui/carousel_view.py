@@ -208,6 +208,8 @@ def _card(manager: Any, card: Any, active: ServerConfig | None, presenter: bool,
             )
         )
     st.caption(" · ".join(details))
+    if card.background:
+        st.caption(_("Started ahead of time on spare cores, for the next step of the sweep."))
     if card.state == "starting":
         return
     with st.container(horizontal=True, gap="small"):

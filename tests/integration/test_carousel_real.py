@@ -48,6 +48,7 @@ def config_with(**values) -> ServerConfig:
 A = {"max_num_seqs": 4}
 B = {"max_num_seqs": 8}
 C = {"max_num_seqs": 12}
+D = {"max_num_seqs": 16}
 
 
 def slot_of(carousel: Carousel, values: dict) -> object:
@@ -133,6 +134,37 @@ def test_a_full_carousel_evicts_the_least_recently_used_server_but_never_a_pinne
     assert len(footprints) == 3 and all(entry["measured_bytes"] > 0 for entry in footprints)
     runtime, learned = carousel.runtime_share()
     assert learned and runtime > 0
+
+
+def affinity_of(processes: list[psutil.Process]) -> set[int]:
+    cores: set[int] = set()
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            cores |= set(process.cpu_affinity())
+    return cores
+
+
+def test_a_background_start_runs_on_the_spare_core_waits_parked_and_is_then_a_flip(
+    carousel: Carousel,
+) -> None:
+    carousel.max_servers = 3
+    carousel.prestart_cores = 1  # the CPU build has no spare core of its own; this test lends it one
+    spare = carousel.spare_cores()
+    assert carousel.prestart(config_with(**D), timeout=SERVER_START_TIMEOUT_S)
+    assert not carousel.prestart(config_with(**D))  # already on its way
+    card = slot_of(carousel, D)
+    assert card.background and card.state == "starting"
+    assert carousel.snapshot().config.get("max_num_seqs") == C["max_num_seqs"]  # C still serves
+
+    assert wait_for(lambda: slot_of(carousel, D).state == "paused", SERVER_START_TIMEOUT_S, every=1)
+    background = carousel._slots[card.slot_id].manager.process_tree()
+    assert len(background) >= 2 and affinity_of(background) == set(spare)
+
+    report = carousel.start(config_with(**D))
+    assert report.ok and report.server_start["kind"] == "reused"
+    assert affinity_of(carousel.process_tree()) == set(os.sched_getaffinity(0))
+    assert answers(carousel)
+    assert any(event.kind == "prestarted" for event in carousel.events())
 
 
 def test_a_paused_server_killed_from_outside_is_removed_and_reported(carousel: Carousel) -> None:

@@ -183,3 +183,39 @@ def test_an_apply_whose_start_breaks_keeps_the_reason_and_the_server_in_use(
     assert "no space left on device" in carousel.last_failure.error.text("en")
     snap = carousel.snapshot()
     assert snap.status == "ready" and snap.problem.code == "start_broke"
+
+
+def test_a_background_start_is_refused_without_spare_cores(tmp_path: Path) -> None:
+    carousel = make_carousel(tmp_path, prestart_cores=0)
+    add_slot(carousel, 0, 4, "active", used=1)
+    assert carousel.spare_cores() == []
+    assert carousel.prestart(default_config("cpu").with_values({"max_num_seqs": 9})) is False
+    assert list(carousel._slots) == [0]
+
+
+def test_spare_cores_are_the_last_ones_and_never_all_of_them(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(carousel_mod.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5})
+    assert make_carousel(tmp_path, prestart_cores=2).spare_cores() == [4, 5]
+    assert make_carousel(tmp_path, prestart_cores=6).spare_cores() == []
+
+
+def test_the_cpu_build_leaves_no_core_for_background_starts_and_a_gpu_keeps_four(monkeypatch) -> None:
+    monkeypatch.delenv("LEGO_FACTORY_PRESTART_CORES", raising=False)
+    monkeypatch.setattr(carousel_mod.os, "sched_getaffinity", lambda pid: set(range(16)))
+    assert carousel_mod._prestart_cores("cpu") == 0
+    assert carousel_mod._prestart_cores("cuda") == 12
+    monkeypatch.setenv("LEGO_FACTORY_PRESTART_CORES", "1")
+    assert carousel_mod._prestart_cores("cpu") == 1
+
+
+def test_a_background_start_never_evicts_and_never_doubles_a_setting(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(carousel_mod.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.setattr(carousel_mod, "_quick_check", lambda config, backend: None)
+    carousel = make_carousel(tmp_path, prestart_cores=2, max_servers=2)
+    active = add_slot(carousel, 0, 4, "active", used=1)
+    add_slot(carousel, 1, 8, "paused", used=2)
+    monkeypatch.setattr(carousel, "predict_footprint", lambda config: Footprint(1 * GIB))
+    assert carousel.prestart(default_config("cpu").with_values({"max_num_seqs": 16})) is False  # full
+    carousel._slots.pop(1)
+    assert carousel.prestart(active.config) is False  # already held
+    assert list(carousel._slots) == [0]
