@@ -82,10 +82,12 @@ def part_cold(workdir: Path, backend: str, rounds: int) -> dict[str, float]:
         order = ("bare", "factory") if index % 2 == 0 else ("factory", "bare")
         for who in order:
             if who == "bare":
-                bare.append(_bare_start_s(workdir / f"bare-{index}", backend, config))
+                seconds, report = _bare_start_s(workdir / f"bare-{index}", backend, config)
+                bare.append(seconds)
             else:
-                seconds, kind = _factory_start_s(workdir / f"factory-{index}", backend, config)
+                seconds, kind, report = _factory_start_s(workdir / f"factory-{index}", backend, config)
                 factory.append(seconds)
+            print(f"  {who} phases: {phase_line(report)}", flush=True)
         print(
             f"cold round {index + 1}: bare {bare[-1]:.1f} s, factory {factory[-1]:.1f} s ({kind})", flush=True
         )
@@ -95,19 +97,28 @@ def part_cold(workdir: Path, backend: str, rounds: int) -> dict[str, float]:
     return {"cold_ratio": ratio}
 
 
-def _bare_start_s(workdir: Path, backend: str, config: ServerConfig) -> float:
+def phase_line(report: Any) -> str:
+    """Each startup phase with the seconds it took, in order: where a start spends its time."""
+    parts, previous = [], 0.0
+    for entry in report.startup:
+        parts.append(f"{entry['phase']} {entry['seconds'] - previous:.1f}")
+        previous = entry["seconds"]
+    return ", ".join(parts)
+
+
+def _bare_start_s(workdir: Path, backend: str, config: ServerConfig) -> tuple[float, Any]:
     manager = ServerManager(workdir, backend=backend)
     manager.warm_up = False  # a bare start: the module as people run it, nothing more
     try:
         started = time.perf_counter()
         report = manager.start(config)
         assert report.ok, report.error
-        return time.perf_counter() - started
+        return time.perf_counter() - started, report
     finally:
         manager.close()
 
 
-def _factory_start_s(workdir: Path, backend: str, config: ServerConfig) -> tuple[float, str]:
+def _factory_start_s(workdir: Path, backend: str, config: ServerConfig) -> tuple[float, str, Any]:
     """Apply to ready for a config the carousel never saw, warm-up included; the starter was
     prepared beforehand, as the app prepares it while the user reads the page."""
     carousel = Carousel(workdir, backend=backend)
@@ -117,7 +128,7 @@ def _factory_start_s(workdir: Path, backend: str, config: ServerConfig) -> tuple
         started = time.perf_counter()
         report = carousel.start(config)
         assert report.ok, report.error
-        return time.perf_counter() - started, report.server_start["kind"]
+        return time.perf_counter() - started, report.server_start["kind"], report
     finally:
         carousel.close()
 
