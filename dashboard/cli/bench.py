@@ -15,7 +15,6 @@ by three clocks) are printed, saved to the history the moment they exist, and wr
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -314,24 +313,27 @@ def run_started(args: argparse.Namespace, plan: BenchPlan) -> int:
     manager = Carousel(common.workdir(args), backend=backend)
     levels: list[dict[str, Any]] = []
     run_id = _create_run(store, mask_config(config), plan.label(args.preset), backend)
+    output = {"preset": args.preset, "config": mask_config(config), "workload": workload.to_dict()}
+    output.update({"shape": plan.shape, "levels": levels, "history_run_id": run_id})
+    report = common.JsonReport(args.json, lang, **output)
     try:
-        report = manager.start(config, wait=True, timeout=args.timeout, on_phase=common.phase_printer(lang))
-        _set_startup(store, run_id, report)
-        if report.ok:
-            target = AttachedServer(manager.base_url, manager.served_name, manager.api_key)
-            measure(args, plan, target, workload, store, run_id, levels)
+        with report:
+            started = manager.start(
+                config, wait=True, timeout=args.timeout, on_phase=common.phase_printer(lang)
+            )
+            report.update(startup=startup_facts(started))
+            _set_startup(store, run_id, started)
+            if started.ok:
+                target = AttachedServer(manager.base_url, manager.served_name, manager.api_key)
+                measure(args, plan, target, workload, store, run_id, levels, report)
     finally:
         manager.close()
-    failed = not report.ok or _failed_levels(plan, levels)
-    summary = {"preset": args.preset, "shape": plan.shape, **startup_facts(report), "levels": levels}
+    failed = not started.ok or _failed_levels(plan, levels)
+    summary = {"preset": args.preset, "shape": plan.shape, **startup_facts(started), "levels": levels}
     _finish(store, run_id, summary, "failed" if failed else "done")
-    if not report.ok and report.error is not None:
-        common.print_problem(report.error, lang)
-    output = {"preset": args.preset, "config": mask_config(config), "workload": workload.to_dict()}
-    output.update(
-        {"shape": plan.shape, "startup": startup_facts(report), "levels": levels, "history_run_id": run_id}
-    )
-    write_json(args, output)
+    if not started.ok and started.error is not None:
+        common.print_problem(started.error, lang)
+    report.finish(report.data, "failed" if failed else "done")
     return common.EXIT_FAILED if failed else common.EXIT_OK
 
 
@@ -364,8 +366,12 @@ def run_attached(args: argparse.Namespace, plan: BenchPlan) -> int:
     label = plan.label(args.preset or "synthetic") + " @ " + target.base_url
     run_id = _create_run(store, target.describe(), label, "attached")
     levels: list[dict[str, Any]] = []
+    output = {"preset": args.preset, "attached": target.describe(), "workload": workload.to_dict()}
+    output.update({"shape": plan.shape, "levels": levels, "history_run_id": run_id})
+    report = common.JsonReport(args.json, args.lang, **output)
     try:
-        measure(args, plan, target, workload, store, run_id, levels)
+        with report:
+            measure(args, plan, target, workload, store, run_id, levels, report)
     finally:
         failed = _failed_levels(plan, levels)
         summary = {
@@ -375,9 +381,7 @@ def run_attached(args: argparse.Namespace, plan: BenchPlan) -> int:
             "levels": levels,
         }
         _finish(store, run_id, summary, "failed" if failed else "done")
-    output = {"preset": args.preset, "attached": target.describe(), "workload": workload.to_dict()}
-    output.update({"shape": plan.shape, "levels": levels, "history_run_id": run_id})
-    write_json(args, output)
+    report.finish(report.data, "failed" if failed else "done")
     return common.EXIT_FAILED if failed else common.EXIT_OK
 
 
@@ -395,12 +399,16 @@ def measure(
     store: HistoryStore | None,
     run_id: int | None,
     levels: list[dict[str, Any]],
+    report: common.JsonReport | None = None,
 ) -> None:
-    """Run the plan against `target`; each level is printed and stored as soon as it is measured."""
+    """Run the plan against `target`; each level is printed, stored and written to the report as soon
+    as it is measured."""
     workload = workload.calibrated(target.base_url, target.served_name, target.api_key)
 
     def keep(row: dict[str, Any]) -> None:
         levels.append(row)
+        if report is not None:
+            report.update(levels=levels)
         if store is not None and run_id is not None:
             store.add_row(run_id, row)
         print_level(row, args.lang)
@@ -532,14 +540,6 @@ def _set_startup(store: HistoryStore | None, run_id: int | None, report: Startup
 def _finish(store: HistoryStore | None, run_id: int | None, summary: dict[str, Any], status: str) -> None:
     if store is not None and run_id is not None:
         store.finish_run(run_id, summary, status=status)
-
-
-def write_json(args: argparse.Namespace, data: dict[str, Any]) -> None:
-    if args.json is None:
-        return
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(data, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
-    print(translate(N_("Report written to {path}"), args.lang, path=str(args.json)))
 
 
 def _rounded_dict(data: dict[str, Any] | None) -> dict[str, Any] | None:

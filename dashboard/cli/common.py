@@ -157,6 +157,19 @@ def print_problem(problem: Problem, lang: str, out: TextIO = sys.stderr) -> None
         print(translate(N_("vLLM said: {line}"), lang, line=problem.root_cause[:500]), file=out)
 
 
+def finite(data: Any) -> Any:
+    """The data with NaN and infinities as None, so the JSON is valid everywhere."""
+    import math
+
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    if isinstance(data, dict):
+        return {key: finite(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [finite(item) for item in data]
+    return data
+
+
 def write_partial(path: Path | None, data: dict[str, Any]) -> None:
     """Write a report as it grows (atomically: a crash mid-write keeps the previous version), so a run
     that fails later keeps what was measured. Quiet: the final write says where the report is."""
@@ -167,5 +180,50 @@ def write_partial(path: Path | None, data: dict[str, Any]) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".partial")
-    temporary.write_text(json.dumps(data, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+    temporary.write_text(
+        json.dumps(finite(data), ensure_ascii=False, indent=2, default=str), encoding="utf-8"
+    )
     os.replace(temporary, path)
+
+
+RUNNING, DONE, FAILED, INTERRUPTED = "running", "done", "failed", "interrupted"
+
+
+class JsonReport:
+    """The --json report of one CLI run, written as the run goes: `update` after each measured row
+    (status "running"); leaving the `with` block on an exception writes what is there with status
+    "failed" (or "interrupted" for Ctrl-C) and lets the exception go on; `finish` writes the final
+    report with its status and says where it is. Without --json nothing is written."""
+
+    def __init__(self, path: Path | None, lang: str, **fields: Any) -> None:
+        self.path = path
+        self.lang = lang
+        self.data: dict[str, Any] = dict(fields)
+
+    def __enter__(self) -> JsonReport:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: Any) -> bool:
+        if kind is not None:
+            status = INTERRUPTED if issubclass(kind, KeyboardInterrupt) else FAILED
+            self._write(status)
+        return False
+
+    def update(self, **fields: Any) -> None:
+        self.data.update(fields)
+        self._write(RUNNING)
+
+    def finish(self, data: dict[str, Any], status: str) -> None:
+        self.data = dict(data)
+        if self.path is None:
+            return
+        write_partial(self.path, self.data | {"status": status})
+        print(translate(N_("Report written to {path}"), self.lang, path=str(self.path)), flush=True)
+
+    def _write(self, status: str) -> None:
+        import contextlib
+
+        # a report that cannot be written (disk full) must not end the measurement it reports on;
+        # the final write says so loudly
+        with contextlib.suppress(OSError):
+            write_partial(self.path, self.data | {"status": status})

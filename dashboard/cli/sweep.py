@@ -10,7 +10,7 @@ import argparse
 from typing import Any
 
 from dashboard.cli import common
-from dashboard.cli.bench import add_load_options, open_history, workload_of, write_json
+from dashboard.cli.bench import add_load_options, open_history, workload_of
 from dashboard.engine import flags
 from dashboard.engine.carousel import Carousel
 from dashboard.engine.config import ServerConfig
@@ -87,6 +87,9 @@ def run(args: argparse.Namespace) -> int:
     run_id = _create_run(store, name, values, base, workload.to_dict(), backend)
     manager = Carousel(common.workdir(args), backend=backend)
     rows: list[dict[str, Any]] = []
+    report = common.JsonReport(
+        args.json, lang, flag=name, values=values, rows=rows, base_config=mask_config(base)
+    )
 
     def on_progress(index: int, total: int, stage: str) -> None:
         if stage == "starting":
@@ -103,43 +106,40 @@ def run(args: argparse.Namespace) -> int:
                 flush=True,
             )
 
-    def partial(status: str) -> dict[str, Any]:
-        return {"flag": name, "values": values, "status": status, "rows": rows}
-
     def on_row(row: SweepRow) -> None:
         data = row.to_dict()
         rows.append(data)
-        common.write_partial(args.json, partial("running") | {"base_config": mask_config(base)})
+        report.update(rows=rows)
         if store is not None and run_id is not None:
             store.add_row(run_id, data)
         print_row(row, lang)
 
     result: SweepResult | None = None
     try:
-        result = run_sweep(
-            name,
-            values,
-            base,
-            workload,
-            ManagerView(manager, on_phase=common.phase_printer(lang)),
-            on_progress=on_progress,
-            on_row=on_row,
-            plan=LoadPlan(concurrency=args.concurrency, requests=args.requests, timeout_s=300),
-            warmup=1,
-            start_timeout=args.timeout,
-            noise_pair=not args.no_noise_pair,
-        )
+        with report:
+            result = run_sweep(
+                name,
+                values,
+                base,
+                workload,
+                ManagerView(manager, on_phase=common.phase_printer(lang)),
+                on_progress=on_progress,
+                on_row=on_row,
+                plan=LoadPlan(concurrency=args.concurrency, requests=args.requests, timeout_s=300),
+                warmup=1,
+                start_timeout=args.timeout,
+                noise_pair=not args.no_noise_pair,
+            )
     finally:
         manager.close()
         if result is None:
-            common.write_partial(args.json, partial("failed") | {"base_config": mask_config(base)})
             _finish(store, run_id, name, values, rows, "failed", None)
     measured = [row for row in result.rows if row.measured]
     status = "done" if measured else "failed"
     _finish(store, run_id, name, values, rows, status, result)
     print(result.verdict(lang))
     output = result.to_dict() | {"history_run_id": run_id, "base_config": mask_config(base)}
-    write_json(args, output)
+    report.finish(output, status)
     return common.EXIT_OK if len(measured) == len(values) else common.EXIT_FAILED
 
 

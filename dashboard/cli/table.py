@@ -7,7 +7,6 @@ then each flag's two values on the figure it acts on, with a verdict only where 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -97,11 +96,18 @@ def run(args: argparse.Namespace) -> int:
     print_plan(plan, lang)
     run_id = _create_run(store, plan)
     manager = ServerManager(common.workdir(args), backend=backend)
+    report = common.JsonReport(
+        args.json, lang, kind="table", plan=plan.to_dict(), measured=[], rows=[], history_run_id=run_id
+    )
     result = None
     try:
-        result = table.run_table(
-            plan, manager, on_event=event_printer(lang, store, run_id), on_phase=common.phase_printer(lang)
-        )
+        with report:
+            result = table.run_table(
+                plan,
+                manager,
+                on_event=event_printer(lang, store, run_id, report),
+                on_phase=common.phase_printer(lang),
+            )
     finally:
         manager.close()
         if result is None and store is not None and run_id is not None:
@@ -110,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     _finish(store, run_id, data, result)
     data["history_run_id"] = run_id
     print_summary(data, lang)
-    write_outputs(args, data, lang)
+    write_outputs(args, data, lang, report, "interrupted" if result.stopped else "done")
     failed = any(
         row["effect"] == "unclear" and row["verdict_message"].startswith("Not measured")
         for row in data["rows"]
@@ -134,7 +140,15 @@ def print_plan(plan: table.TablePlan, lang: str) -> None:
     )
 
 
-def event_printer(lang: str, store: HistoryStore | None, run_id: int | None):
+def event_printer(
+    lang: str,
+    store: HistoryStore | None,
+    run_id: int | None,
+    report: common.JsonReport | None = None,
+):
+    """Print each step; keep each decided row in the history and each measured value and row in the
+    --json report as soon as they exist."""
+
     def show(event: table.TableEvent) -> None:
         step = (
             translate(N_("same settings, start {n} of 2"), lang, n=event.index + 1)
@@ -149,9 +163,14 @@ def event_printer(lang: str, store: HistoryStore | None, run_id: int | None):
         elif event.stage == "measuring":
             print(translate(N_("{step}: sending orders"), lang, step=step), flush=True)
         elif event.stage in ("done", "failed") and event.measured is not None:
+            if report is not None:
+                measured = {"step": event.step, "value": event.value} | event.measured.to_dict()
+                report.update(measured=[*report.data["measured"], measured])
             print_measured(step, event.measured, lang)
         elif event.stage == "row" and event.row is not None:
             data = event.row.to_dict()
+            if report is not None:
+                report.update(rows=[*report.data["rows"], data])
             if store is not None and run_id is not None:
                 store.add_row(run_id, data)
             print(f"=> {data['cli']}: {data['verdict'][lang]}", flush=True)
@@ -185,12 +204,10 @@ def print_summary(data: dict[str, Any], lang: str) -> None:
         print(f"{row['cli']:<28} {row['effect']:<20} {shown}")
 
 
-def write_outputs(args: argparse.Namespace, data: dict[str, Any], lang: str) -> None:
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(
-        json.dumps(_finite(data), ensure_ascii=False, indent=2, default=str), encoding="utf-8"
-    )
-    print(translate(N_("Report written to {path}"), lang, path=str(args.json)))
+def write_outputs(
+    args: argparse.Namespace, data: dict[str, Any], lang: str, report: common.JsonReport, status: str
+) -> None:
+    report.finish(data, status)
     if args.markdown is not None:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
         args.markdown.write_text(handout.table_markdown(data, lang), encoding="utf-8")
@@ -199,16 +216,6 @@ def write_outputs(args: argparse.Namespace, data: dict[str, Any], lang: str) -> 
         args.handout.parent.mkdir(parents=True, exist_ok=True)
         args.handout.write_bytes(handout.table_image(data, lang, args.handout.suffix.lstrip(".").lower()))
         print(translate(N_("Report written to {path}"), lang, path=str(args.handout)))
-
-
-def _finite(data: Any) -> Any:
-    if isinstance(data, float) and not math.isfinite(data):
-        return None
-    if isinstance(data, dict):
-        return {key: _finite(value) for key, value in data.items()}
-    if isinstance(data, list | tuple):
-        return [_finite(item) for item in data]
-    return data
 
 
 # ---------------------------------------------------------------------------------------------- history
@@ -232,4 +239,4 @@ def _finish(
         return
     summary = {key: value for key, value in data.items() if key != "rows"}
     summary["effects"] = {row["flag"]: row["effect"] for row in data["rows"]}
-    store.finish_run(run_id, _finite(summary), status="interrupted" if result.stopped else "done")
+    store.finish_run(run_id, common.finite(summary), status="interrupted" if result.stopped else "done")

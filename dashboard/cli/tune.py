@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dashboard.cli import common
-from dashboard.cli.bench import open_history, workload_of, write_json
+from dashboard.cli.bench import open_history, workload_of
 from dashboard.engine.carousel import Carousel
 from dashboard.i18n import N_, translate
 from dashboard.measure.probe import pick_port
@@ -113,21 +113,34 @@ def run(args: argparse.Namespace) -> int:
     base = pick_port(common.build_config(args, backend), common.overrides(args))
     store = open_history(args)
     manager = Carousel(common.workdir(args), backend=backend)
+    report = common.JsonReport(args.json, lang, question=asked.to_dict(), trials=[], confirmations=[])
+
+    def on_event(kind: str, data: dict[str, Any]) -> None:
+        if kind in ("trial", "confirm"):
+            field = "trials" if kind == "trial" else "confirmations"
+            report.update(**{field: [*report.data[field], data]})
+        _print_event(kind, data, asked.goal.key, lang)
+
     try:
-        report = run_tune(
-            asked,
-            base,
-            workload,
-            WarmAwareView(manager, on_phase=common.phase_printer(lang)),
-            store=store,
-            settings=settings,
-            on_event=lambda kind, data: _print_event(kind, data, asked.goal.key, lang),
-        )
+        with report:
+            result = run_tune(
+                asked,
+                base,
+                workload,
+                WarmAwareView(manager, on_phase=common.phase_printer(lang)),
+                store=store,
+                settings=settings,
+                on_event=on_event,
+            )
     finally:
         manager.close()
-    _print_result(report, lang)
-    write_json(args, report)
-    return common.EXIT_OK if report.get("best") else common.EXIT_FAILED
+    _print_result(result, lang)
+    if result.get("stopped"):
+        status = common.INTERRUPTED
+    else:
+        status = common.DONE if result.get("best") else common.FAILED
+    report.finish(result, status)
+    return common.EXIT_OK if result.get("best") else common.EXIT_FAILED
 
 
 def _changes_text(changes: dict[str, Any], lang: str) -> str:
