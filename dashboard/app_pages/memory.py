@@ -190,7 +190,7 @@ def breakdown_section(manager: Any, sampler: Any, backend: str) -> None:
         predicted = measure_charts.Breakdown()
     left, right = st.columns([3, 2], gap="large")
     with left:
-        figure = measure_charts.memory_breakdown_figure(predicted, measured, _=_)
+        figure = measure_charts.memory_breakdown_figure(predicted, measured, _=_, titled=False)
         st.plotly_chart(figure, width="stretch", config=measure_charts.NO_BAR, key="memory.breakdown")
     with right:
         gap = measure_charts.breakdown_gap(predicted, measured)

@@ -392,7 +392,11 @@ def breakdown_gap(predicted: Breakdown, measured: Breakdown) -> float | None:
 
 
 def memory_breakdown_figure(
-    predicted: Breakdown, measured: Breakdown, _: Translate = _identity, measured_label: str | None = None
+    predicted: Breakdown,
+    measured: Breakdown,
+    _: Translate = _identity,
+    measured_label: str | None = None,
+    titled: bool = True,
 ) -> go.Figure:
     """Two stacked bars side by side: predicted from the model's shape and the flags, measured from the
     startup report and the processes. A part nobody knows is left out of its bar."""
@@ -409,15 +413,17 @@ def memory_breakdown_figure(
                 x=columns,
                 y=values,
                 marker_color=colour,
-                text=[None if v is None else f"{v:.2f}" for v in values],
+                texttemplate="%{y:.2f}",  # plotly's format: the layout's separators (0,25 in Vietnamese)
                 textposition="inside",
                 hovertemplate="%{y:.2f} GiB<extra>" + name + "</extra>",
             )
         )
     figure.update_layout(barmode="stack", bargap=0.45)
     figure.update_yaxes(title_text=_("GiB"), rangemode="tozero")
-    figure = _layout(figure, _("Where the memory goes"), height=380)
+    figure = _layout(figure, _("Where the memory goes") if titled else "", height=380)
     figure.update_layout(hovermode="closest", legend={"y": -0.15})
+    if not titled:  # the page's own heading says it: no second title
+        figure.update_layout(margin={"t": 10})
     return figure
 
 
@@ -461,7 +467,7 @@ def sweep_figure(
                 y=values,
                 name=_(msgid),
                 mode="lines+markers+text",
-                text=[_short(v) for v in values],
+                texttemplate=[_short_template(v) for v in values],  # the layout's separators
                 textposition="top center",
                 marker={"size": 10, "color": METRIC_COLOURS[number % len(METRIC_COLOURS)]},
                 line={"width": 2, "color": METRIC_COLOURS[number % len(METRIC_COLOURS)]},
@@ -489,14 +495,12 @@ def _number_or_none(value: Any) -> float | None:
     return float(value)
 
 
-def _short(value: float | None) -> str:
+def _short_template(value: float | None) -> str:
+    """A point's label in plotly's format, so that it follows the layout's separators (1,25 in vi)."""
     if value is None:
         return ""
-    if abs(value) >= 100:
-        return f"{value:.0f}"
-    if abs(value) >= 10:
-        return f"{value:.1f}"
-    return f"{value:.2f}"
+    digits = 0 if abs(value) >= 100 else 1 if abs(value) >= 10 else 2
+    return "%{y:." + str(digits) + "f}"
 
 
 def sweep_points(figure: go.Figure) -> dict[str, int]:
@@ -529,7 +533,7 @@ def latency_budget_figure(
                 y=[row_label],
                 orientation="h",
                 marker_color=BUDGET_COLOURS.get(key, LEGO_DARK),
-                text=[f"{ms:.0f} ms" if ms >= 1 else f"{ms:.1f} ms"],
+                texttemplate="%{x:.0f} ms" if ms >= 1 else "%{x:.1f} ms",
                 textposition="inside",
                 insidetextanchor="middle",
                 hovertemplate="%{x:.1f} ms<extra>" + name + "</extra>",

@@ -113,7 +113,11 @@ def test_memory_page_compares_predicted_and_measured_for_the_running_server(stan
     at = open_app("en", MEMORY)
     labels = [m.label for m in at.metric]
     assert {"Predicted", "Measured", "Gap (measured minus predicted)"} <= set(labels)
-    breakdown = chart_titled(at, "Where the memory goes")
+    assert any(h.value.endswith("Where the memory goes") for h in at.subheader)
+    weights_name = "Model bricks (weights)"
+    breakdown = next(c for c in charts_of(at) if any(t.get("name") == weights_name for t in c["data"]))
+    assert not breakdown["layout"].get("title", {}).get("text"), "the heading above the chart says it once"
+    assert all(t.get("texttemplate") == "%{y:.2f}" for t in breakdown["data"])  # 0,25 in Vietnamese
     weights = next(t for t in breakdown["data"] if t["name"] == "Model bricks (weights)")
     assert weights["y"][1] == pytest.approx(0.25)  # the startup report's figure
     assert weights["y"][0] == pytest.approx(0.25, abs=0.02)  # the prediction from the model's shape
