@@ -155,7 +155,9 @@ def _record(entry: BeforeAfter, snap: Any) -> None:
         return
     try:
         report = getattr(snap, "report", None)
-        config = {**dict(entry.after_config), "before": dict(entry.before_config)}
+        served = getattr(snap, "config", None)  # with the port it really got (the carousel may move it)
+        after = mask_config(served) if served is not None else dict(entry.after_config)
+        config = {**after, "before": dict(entry.before_config)}
         run_id = store.create_run("apply", config, label=_label(entry), backend=state.backend())
         if report is not None:
             store.set_startup(run_id, report.to_dict())

@@ -277,3 +277,34 @@ def test_the_after_side_waits_for_the_asked_settings_on_whichever_port_they_land
     assert apply_compare.same_server(asked.with_values({"port": 8753}), asked)
     assert not apply_compare.same_server(asked.with_values({"max_num_seqs": 8}), asked)
     assert not apply_compare.same_server(None, asked)
+
+
+def test_the_history_keeps_an_apply_with_the_port_its_server_really_got(monkeypatch) -> None:
+    from dashboard.engine.report import mask_config
+    from dashboard.measure.compare import BeforeAfter, Probe, Side
+    from dashboard.ui import apply_compare, state
+
+    class Store:
+        created: list = []
+
+        def create_run(self, kind, config, label="", backend=""):
+            self.created.append((kind, config, label))
+            return 1
+
+        def set_startup(self, run_id, report) -> None:
+            pass
+
+        def finish_run(self, run_id, summary, status="done") -> None:
+            pass
+
+    store = Store()
+    monkeypatch.setattr(state, "get_store", lambda: store)
+    before = default_config("cpu").with_values({"port": 8752, "max_num_seqs": 8})
+    asked = before.with_values({"max_num_seqs": 16})
+    served = asked.with_values({"port": 8753})
+    side = Side(Probe().key, e2e_ms=(100.0, 110.0, 105.0), ttft_ms=(10.0, 11.0, 12.0))
+    entry = BeforeAfter(Probe(), side, None, mask_config(before), mask_config(asked))
+    apply_compare._finish(entry, side, "done", ready_snapshot(served))
+    kind, config, label = store.created[-1]
+    assert kind == "apply" and label == "--max-num-seqs 16"
+    assert config["values"]["port"] == 8753 and config["before"]["values"]["port"] == 8752
