@@ -158,31 +158,43 @@ def part_sweep(workdir: Path, backend: str, orders: int) -> dict[str, float]:
     return {"sweep_ratio": new / old}
 
 
-def part_idle(workdir: Path, backend: str, orders: int) -> dict[str, float]:
+def part_idle(workdir: Path, backend: str, orders: int, rounds: int = 3) -> dict[str, float]:
+    """The active server's p50 alone (before the neighbours start and after they are evicted), and
+    beside two inactive servers, paused and awake in turns: turns share the machine's other load."""
     carousel = Carousel(workdir / "idle", backend=backend, max_servers=3)
     try:
         main = pika_config(backend)
         assert carousel.start(main).ok
-        alone = [p50_ms(carousel, orders), p50_ms(carousel, orders)]  # twice: the spread of alone
+        order_ms(carousel)
+        alone = [p50_ms(carousel, orders)]
         for seqs in (6, 10):
             assert carousel.start(pika_config(backend, max_num_seqs=seqs)).ok
         assert carousel.start(main).server_start["kind"] == "reused"
         order_ms(carousel)
-        beside_paused = p50_ms(carousel, orders)
-        carousel.park_inactive = False
-        for card in carousel.cards():
-            if card.state == "paused":
-                carousel._unpark(carousel._slots[card.slot_id])
-        beside_awake = p50_ms(carousel, orders)
-        reference = statistics.median(alone)
-        change = (beside_paused - reference) / reference * 100
-        awake_change = (beside_awake - reference) / reference * 100
+        neighbours = [carousel._slots[c.slot_id] for c in carousel.cards() if c.state != "active"]
+        paused: list[float] = []
+        awake: list[float] = []
+        for _ in range(rounds):
+            paused.append(p50_ms(carousel, orders))
+            for slot in neighbours:
+                carousel._unpark(slot)
+            awake.append(p50_ms(carousel, orders))
+            for slot in neighbours:
+                carousel._park(slot)
+        for slot in neighbours:
+            carousel.evict(slot.slot_id)
+        alone.append(p50_ms(carousel, orders))
+        reference = statistics.mean(alone)
+        change = (statistics.median(paused) - reference) / reference * 100
+        awake_change = (statistics.median(awake) - reference) / reference * 100
+        spread = abs(alone[1] - alone[0]) / reference * 100
         print(
-            f"idle: p50 {reference:.0f} ms alone (two runs: {alone[0]:.0f}, {alone[1]:.0f}), "
-            f"{beside_paused:.0f} ms beside two paused servers "
-            f"({change:+.1f}%), {beside_awake:.0f} ms beside two awake ones ({awake_change:+.1f}%)"
+            f"idle: p50 {reference:.0f} ms alone (before {alone[0]:.0f}, after {alone[1]:.0f}: "
+            f"{spread:.1f}% apart), {statistics.median(paused):.0f} ms beside two paused servers "
+            f"({change:+.1f}%), {statistics.median(awake):.0f} ms beside two awake ones "
+            f"({awake_change:+.1f}%)"
         )
-        return {"idle_change_pct": change, "awake_change_pct": awake_change}
+        return {"idle_change_pct": change, "awake_change_pct": awake_change, "alone_spread_pct": spread}
     finally:
         carousel.close()
 
