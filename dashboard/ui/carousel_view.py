@@ -8,6 +8,7 @@ from typing import Any
 
 import streamlit as st
 
+from dashboard.classroom import doors
 from dashboard.engine import flags
 from dashboard.engine.config import ServerConfig
 from dashboard.ui import i18n as ui_i18n
@@ -16,6 +17,7 @@ from dashboard.ui import widgets
 
 GIB = 1024**3
 SEEN_EVENTS_KEY = "carousel.seen_events"
+MODEL_KEY = "factory.model"  # the factory page's model box
 
 
 def is_carousel(manager: Any) -> bool:
@@ -35,6 +37,18 @@ def _flip(manager: Any, slot_id: int) -> None:
     _ = ui_i18n.translator()
     if ui_roles.require_presenter(_("switch servers")) and ui_roles.not_held(manager):
         manager.flip(slot_id, owner=ui_roles.who())
+        follow_the_server(manager)
+
+
+def follow_the_server(manager: Any) -> None:
+    """After this session flipped the carousel, its controls show the server now in use (no change is
+    left waiting that only says which server was used before)."""
+    snap = manager.snapshot()
+    if snap.status != "ready" or snap.config is None:
+        return
+    served = doors.hide_secrets(snap.config)
+    widgets.set_pending(served)
+    st.session_state[MODEL_KEY] = served.model
 
 
 def _pin(manager: Any, slot_id: int, pinned: bool) -> None:

@@ -308,3 +308,26 @@ def test_the_history_keeps_an_apply_with_the_port_its_server_really_got(monkeypa
     kind, config, label = store.created[-1]
     assert kind == "apply" and label == "--max-num-seqs 16"
     assert config["values"]["port"] == 8753 and config["before"]["values"]["port"] == 8752
+
+
+def test_after_a_flip_the_controls_show_the_server_now_in_use() -> None:
+    pending = default_config("cpu").with_values({"port": 8751, "max_num_seqs": 16})
+    served = default_config("cpu").with_values({"port": 8750})
+
+    def flip_now(pending, manager) -> None:
+        import streamlit as st
+
+        from dashboard.ui import carousel_view, widgets
+
+        widgets.set_pending(pending)
+        carousel_view.follow_the_server(manager)
+        st.session_state["result"] = st.session_state[widgets.PENDING_KEY]
+
+    at = AppTest.from_function(
+        flip_now, kwargs={"pending": pending, "manager": CarouselStandIn(snap=ready_snapshot(served))}
+    )
+    at.run()
+    assert not at.exception, at.exception
+    shown = at.session_state["result"]
+    assert shown.get("port") == 8750 and shown.get("max_num_seqs") == served.get("max_num_seqs") != 16
+    assert at.session_state["factory.model"] == served.model
