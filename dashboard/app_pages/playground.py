@@ -440,7 +440,11 @@ def page() -> None:
         disabled=not ready,
         key="playground.burst_button",
     ) and ui_roles.order_allowed(state.get_manager(), copies):
-        with st.spinner(_("Serving {n} customers…").format(n=copies)):
+        with (
+            st.spinner(_("Serving {n} customers…").format(n=copies)),
+            # the server is this load test's while it runs: other sessions wait (and are told why)
+            ui_roles.holding(state.get_manager(), ui_roles.BURST, ui_roles.BURST_HOLD_S),
+        ):
             result = floor_ui.while_watching(
                 lambda: send_burst(snap, request, json_mode, plan), "playground.floor"
             )

@@ -9,8 +9,10 @@ the widget message anyway reaches the handler, and the handler refuses (require_
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -281,6 +283,8 @@ def claim_words(claim: Any) -> tuple[str, str]:
         what = _("a sweep of {flags}").format(flags=what)
     elif what in ("", "measurement"):
         what = _("a measurement")
+    else:  # a msgid (a page's title, e.g. "Tune for me"): in the reader's language
+        what = _(what)
     who = str(getattr(claim, "who", "") or "")
     if who == roles.PRESENTER:
         who = _("the presenter")
@@ -377,6 +381,24 @@ def guarded(action: str, handler: Any) -> Any:
             handler(*args, **kwargs)
 
     return run
+
+
+BURST = N_("Send it N times at once")  # what a playground load test's claim says is running
+BURST_HOLD_S = 60.0  # about how long a playground load test holds the server (its orders are short)
+
+
+@contextlib.contextmanager
+def holding(manager: Any, what: str, seconds: float | None = None) -> Iterator[Any]:
+    """Own the server while this session measures on it (the carousel's claim, in this session's name
+    and role), so no other session applies, stops, changes the model or sends orders meanwhile and the
+    figures belong to the server that answered. A plain server manager has no claim: nothing is held."""
+    claim = getattr(manager, "claim", None)
+    if not callable(claim):
+        yield manager
+        return
+    until = time.time() + seconds if seconds else None
+    with claim(owner=who(), what=what, who=role(), until=until) as view:
+        yield view
 
 
 def order_allowed(manager: Any, count: int = 1) -> bool:

@@ -15,6 +15,7 @@ from typing import Any
 import plotly.graph_objects as go
 import streamlit as st
 
+from dashboard.classroom.roles import PRESENTER
 from dashboard.engine import presets
 from dashboard.engine.config import ServerConfig, default_config
 from dashboard.engine.presets import RequestSpec
@@ -125,7 +126,7 @@ class TuneJob:
         claim = getattr(manager, "claim", None)  # the carousel: nobody else moves the factory meanwhile
         until = time.time() + request.question.minutes * 60
         held = (
-            claim("tune", N_("Tune for me"), until=until)
+            claim("tune", N_("Tune for me"), who=PRESENTER, until=until)
             if callable(claim)
             else contextlib.nullcontext(manager)
         )

@@ -245,3 +245,60 @@ def test_during_a_measurement_apply_and_stop_are_refused_with_what_who_and_when(
     at.button(key="factory.stop").click().run()
     assert claimed_manager.stops == 0
     assert "A measurement owns the factory" in texts(at)
+
+
+def test_a_tuning_that_owns_the_server_is_named_in_the_readers_language(claimed_manager) -> None:
+    claimed_manager.claim = HeldClaim(owner="tune", what="Tune for me", who="presenter")
+    page = texts(open_app("vi"))
+    assert "Một phép đo đang giữ nhà máy: Dò giúp tôi, do người dẫn lớp bắt đầu" in page
+
+
+class ClaimingManager(ClaimedManager):
+    """Claims like the carousel: held while the `with` block runs, recorded for the test."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[HeldClaim | None] = []
+
+    def claim(self, owner, what, who="", until=None):
+        import contextlib
+        import time
+
+        @contextlib.contextmanager
+        def held():
+            self.claim_held = HeldClaim(owner=owner, what=what, who=who, started_at=time.time(), until=until)
+            try:
+                yield self
+            finally:
+                self.claim_held = None
+
+        return held()
+
+    claim_held: HeldClaim | None = None
+
+    def claimed(self):
+        return self.claim_held
+
+
+def test_a_playground_load_test_owns_the_server_while_its_orders_run(monkeypatch) -> None:
+    from dashboard.measure import loadgen
+    from dashboard.ui import state
+
+    stand_in = ClaimingManager()
+    stand_in.snap = ready_snapshot(default_config("cpu"))
+    monkeypatch.setattr(state, "get_manager", lambda: stand_in)
+    monkeypatch.setattr(state, "get_store", lambda: None)
+    monkeypatch.setattr(state, "get_sampler", lambda: None)
+
+    def measured_while_held(*args, **kwargs):
+        stand_in.seen.append(stand_in.claimed())
+        raise RuntimeError("the test stops the load test here")
+
+    monkeypatch.setattr(loadgen, "run_load_isolated", measured_while_held)
+    at = open_app("en", "app_pages/playground.py")
+    at.button(key="playground.burst_button").click().run()
+    assert len(stand_in.seen) == 1, "the load test did not run"
+    held = stand_in.seen[0]
+    assert held is not None, "the load test ran without owning the server"
+    assert held.who == "presenter" and held.what == "Send it N times at once" and held.until is not None
+    assert stand_in.claimed() is None  # given back when it ended, even by an error

@@ -192,3 +192,30 @@ def test_a_page_measurement_claims_the_server_and_drives_it_through_the_claim():
     assert claim["until"] is not None
     assert manager.restarts_by_owner and set(manager.restarts_by_owner) == {claim["owner"]}
     assert not manager.held.is_set()  # released at the end
+
+
+def test_a_tuning_claims_the_server_in_the_presenters_name(monkeypatch):
+    import contextlib
+    from types import SimpleNamespace
+
+    from dashboard.ui import tune_view
+
+    claims: list[dict] = []
+
+    class Manager:
+        def snapshot(self):
+            return SimpleNamespace(config=None)
+
+        @contextlib.contextmanager
+        def claim(self, owner, what, who="", until=None):
+            claims.append({"owner": owner, "what": what, "who": who, "until": until})
+            yield self
+
+    monkeypatch.setattr(tune_view, "run_tune", lambda *args, **kwargs: {"best": None})
+    monkeypatch.setattr(tune_view, "WarmAwareView", lambda server: server)
+    question = SimpleNamespace(minutes=5, goal=SimpleNamespace(key="p50-e2e"))
+    request = SimpleNamespace(question=question, base=None, workload=None)
+    tune_view.TuneJob()._run(request, Manager(), None)
+    assert len(claims) == 1
+    assert claims[0]["who"] == "presenter"  # "started by the presenter", not by an internal name
+    assert claims[0]["what"] == "Tune for me" and claims[0]["until"] is not None
