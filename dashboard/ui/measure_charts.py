@@ -279,6 +279,20 @@ def _add_server_lines(figure: go.Figure, samples: Sequence[MemorySample], times:
         )
 
 
+SAME_MARK_S = 3.0
+
+
+def distinct_marks(marks: Sequence[Mark], within_s: float = SAME_MARK_S) -> list[Mark]:
+    """One line per moment: a mark of the same kind and label seen again within a few seconds (two
+    watchers saw the same ready moment) is drawn once."""
+    kept: list[Mark] = []
+    for mark in sorted(marks, key=lambda m: m.t):
+        if any(k.kind == mark.kind and k.label == mark.label and mark.t - k.t < within_s for k in kept):
+            continue
+        kept.append(mark)
+    return kept
+
+
 def _add_marks(
     figure: go.Figure, marks: Sequence[Mark], samples: Sequence[MemorySample], _: Translate
 ) -> None:
@@ -287,7 +301,7 @@ def _add_marks(
     if not samples:
         return
     first = samples[0].t
-    for number, mark in enumerate(m for m in marks if m.t >= first):
+    for number, mark in enumerate(distinct_marks([m for m in marks if m.t >= first])):
         colour = MARK_COLOURS.get(mark.kind, LEGO_DARK)
         when = _when(mark.t)
         figure.add_shape(

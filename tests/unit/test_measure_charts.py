@@ -213,3 +213,13 @@ def test_the_kv_axis_leaves_room_above_the_peak_and_shows_a_nearly_empty_warehou
     assert charts.kv_axis_top(quiet) == 5.0
     full = [MemorySample(1.0, "cpu", None, 0, 1, 2, kv_cache_usage=0.95)]
     assert charts.kv_axis_top(full) == 100.0
+
+
+def test_the_same_ready_moment_seen_twice_is_drawn_once() -> None:
+
+    marks = [Mark(100.0, "restart"), Mark(118.0, "ready"), Mark(118.6, "ready"), Mark(160.0, "ready")]
+    assert [(m.t, m.kind) for m in charts.distinct_marks(marks)] == [
+        (100.0, "restart"),
+        (118.0, "ready"),
+        (160.0, "ready"),
+    ]
