@@ -7,13 +7,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+from streamlit.testing.v1 import AppTest
 
 from dashboard.classroom import roles
 from dashboard.engine.config import default_config
 from dashboard.engine.problems import Problem
 from dashboard.engine.report import ServerSnapshot
 from dashboard.ui import widgets
-from tests.app.conftest import StandInManager, open_app, ready_snapshot, texts
+from tests.app.conftest import APP, TIMEOUT_S, StandInManager, open_app, ready_snapshot, texts
 
 VISITOR_LINE = "You are watching as a visitor: only the presenter can change the factory."
 
@@ -302,3 +303,48 @@ def test_a_playground_load_test_owns_the_server_while_its_orders_run(monkeypatch
     assert held is not None, "the load test ran without owning the server"
     assert held.who == "presenter" and held.what == "Send it N times at once" and held.until is not None
     assert stand_in.claimed() is None  # given back when it ended, even by an error
+
+
+def test_during_a_measurement_a_playground_order_is_refused_with_the_reason(
+    claimed_manager, monkeypatch
+) -> None:
+    from dashboard.measure import client
+
+    sent: list[str] = []
+    monkeypatch.setattr(client, "chat_once", lambda *args, **kwargs: sent.append("order"))
+    at = open_app("en", "app_pages/playground.py")
+    at.button(key="playground.send").click().run()
+    assert sent == []
+    warnings = " ".join(str(element.value) for element in at.warning)
+    assert "A measurement owns the factory: a sweep of --max-num-seqs, started by the presenter" in warnings
+
+
+# ------------------------------------------------------------------------------ error details
+
+
+def break_the_factory_page(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dashboard.ui import checks
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("inner detail: /srv/secret/path")
+
+    monkeypatch.setattr(checks, "check", broken)
+
+
+def test_a_visitor_gets_one_plain_line_for_an_error_and_no_details(
+    manager: StandInManager, visitor, monkeypatch
+) -> None:
+    break_the_factory_page(monkeypatch)
+    at = open_app("en")
+    assert "Something went wrong on this page. The presenter can see the details." in texts(at)
+    assert not at.exception
+    assert "/srv/secret/path" not in texts(at)
+
+
+def test_the_presenter_sees_the_details_of_an_error(manager: StandInManager, monkeypatch) -> None:
+    break_the_factory_page(monkeypatch)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S)
+    at.query_params["lang"] = "en"
+    at.run()
+    assert any("/srv/secret/path" in str(element.value) for element in at.exception)
+    assert "Something went wrong on this page" not in texts(at)
