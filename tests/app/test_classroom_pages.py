@@ -348,3 +348,19 @@ def test_the_presenter_sees_the_details_of_an_error(manager: StandInManager, mon
     at.run()
     assert any("/srv/secret/path" in str(element.value) for element in at.exception)
     assert "Something went wrong on this page" not in texts(at)
+
+
+def test_a_server_open_to_the_network_says_which_paths_its_key_does_not_guard(
+    manager: StandInManager, monkeypatch
+) -> None:
+    from dashboard.classroom import doors
+
+    served = ["/v1/chat/completions", "/v1/models", "/tokenize", "/version"]
+    monkeypatch.setattr(doors, "served_paths", lambda base_url, timeout=15.0: list(served))
+    config = default_config("cpu").with_values({"host": "0.0.0.0", "api_key": "sk-class"})
+    manager.snap = ready_snapshot(config)
+    warnings = " ".join(str(element.value) for element in open_app("en").warning)
+    assert "Its API key guards only the /v1 paths" in warnings
+    for path in ("/tokenize", "/metrics", "/docs"):
+        assert f"`{path}`" in warnings
+    assert "`/v1/models`" not in warnings
