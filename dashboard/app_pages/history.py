@@ -175,8 +175,8 @@ def compare_section(runs: list[RunRecord], store: Any) -> None:
             pd.DataFrame(
                 {
                     _("Flag"): [flag_name(name) for name, _a, _b in changes],
-                    "A": [view.value_label(a, _) for _n, a, _b in changes],
-                    "B": [view.value_label(b, _) for _n, _a, b in changes],
+                    "A": [view.value_label(a, _, lang) for _n, a, _b in changes],
+                    "B": [view.value_label(b, _, lang) for _n, _a, b in changes],
                 }
             ),
             hide_index=True,
@@ -263,7 +263,7 @@ def run_section(runs: list[RunRecord], store: Any) -> None:
     verdict = view.verdict_of(run, ui_i18n.current_language())
     if verdict:
         st.success(verdict, icon=":material/gavel:")
-    figure = view.run_figure(run, _)
+    figure = view.run_figure(run, _, ui_i18n.current_language())
     if figure is not None:
         st.plotly_chart(figure, width="stretch", config=measure_charts.NO_BAR, key="history.run_chart")
     if run.rows:

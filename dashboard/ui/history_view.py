@@ -278,20 +278,23 @@ def serve_command(run: RunRecord) -> str:
 # ---------------------------------------------------------------------------------------------- charts
 
 
-def value_label(value: Any, _: Translate = _identity) -> str:
+def value_label(value: Any, _: Translate = _identity, lang: str | None = None) -> str:
+    """A flag's value as the reader writes it: on/off, 0,9 in Vietnamese (0.9 without a language)."""
     if isinstance(value, bool):
         return _("on") if value else _("off")
     if isinstance(value, float) and value.is_integer():
         return f"{value:g}"
+    if isinstance(value, float) and lang:
+        return format_decimal(value, locale=lang)
     return str(value)
 
 
-def run_figure(run: RunRecord, _: Translate = _identity) -> go.Figure | None:
+def run_figure(run: RunRecord, _: Translate = _identity, lang: str | None = None) -> go.Figure | None:
     """The chart that tells a run's story: a sweep against its values, a load test against its levels."""
     rows = [row.data for row in run.rows]
     if run.kind == "sweep" and rows:
         flag = (run.summary or {}).get("flag") or (run.config.get("sweep") or {}).get("flag") or ""
-        points = [chart_row(row, value_label(row.get("value"), _)) for row in rows]
+        points = [chart_row(row, value_label(row.get("value"), _, lang)) for row in rows]
         return measure_charts.sweep_figure(points, _cli(flag), _)
     if run.kind == "load" and rows and all("concurrency" in row for row in rows):
         points = [chart_row(row, str(row["concurrency"])) for row in rows]
@@ -347,7 +350,7 @@ def chart_pngs(
     """The run's chart as PNG per language ({file name: bytes}); {} when plotly cannot export images here."""
     images: dict[str, bytes] = {}
     for lang in langs:
-        figure = run_figure(run, translate(lang))
+        figure = run_figure(run, translate(lang), lang)
         if figure is None:
             return {}
         figure.update_layout(margin={"l": 70, "r": 30, "t": 100, "b": 60})  # no automargin in a picture

@@ -170,3 +170,10 @@ def test_a_stored_verdict_is_read_in_the_readers_language_even_if_saved_before_i
     assert english == "Turning on --enable-prefix-caching made each answer 6.7x faster here."
     assert vietnamese != english and "6,7" in vietnamese
     assert view.verdict_of(run(10, "sweep", summary={"verdict_en": "Kept."}), "en") == "Kept."
+
+
+def test_a_value_with_a_fraction_is_written_with_the_reader_s_decimal_mark() -> None:
+    assert view.value_label(0.9, lang="vi") == "0,9"
+    assert view.value_label(0.9, lang="en") == "0.9"
+    assert view.value_label(2.0, lang="vi") == "2"
+    assert view.value_label(True, translator("vi"), lang="vi") == translator("vi")("on")
