@@ -67,3 +67,14 @@ def test_the_same_answer_on_a_server_that_differs_only_by_port_is_no_setting_cha
     assert extras.answer_change(payload, timing, first) is None
     assert extras.answer_change(payload, timing, moved) is None  # the carousel moved it: same settings
     assert extras.answer_change(payload, timing, other) == "same"
+
+
+def test_the_free_text_echo_of_the_child_s_sentence_is_recognised_and_a_judgement_is_not() -> None:
+    from dashboard.engine import presets
+    from dashboard.ui import playground_extras as extras
+
+    question = next(m["content"] for m in presets.get("pika").request.messages if m["role"] == "user")
+    echo = "Response to check: Nghe vui quá! Bể Hả, cậu có muốn chơi trò kể tên các loại trái cây bằng"
+    assert extras.echoes_the_question(echo, question)
+    assert not extras.echoes_the_question('{"emotion": "happy", "learn_score": true}', question)
+    assert not extras.echoes_the_question("", question)
