@@ -11,6 +11,10 @@
 Calling it again in the same module with the same config returns the running server as it is;
 a different config restarts it. The server is stopped when the module ends, and the fixture checks
 that no process of it survived. Pick the port from your own range; without one a free port is used.
+
+Every ServerManager made in a test marked `server` forks its server from one prepared starter shared
+by the whole session (as the app's carousel does), so the suite's many starts skip vLLM's imports.
+LEGO_TEST_STARTER=0 turns that off: each start is then a cold one.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import pytest
 from dashboard.engine import presets
 from dashboard.engine.config import default_config
 from dashboard.engine.server import ServerManager
+from dashboard.engine.starter import Starter
 
 SERVER_START_TIMEOUT_S = 300.0  # a 2-core machine shared with other servers can take minutes
 
@@ -111,3 +116,22 @@ def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealServer
     if manager is not None:
         manager.stop()
         assert server_processes_in(workdir) == [], "a server process survived stop()"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prepared_starter(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[Starter | None]:
+    """One prepared starter for the session, launched at once when real-server tests were collected
+    (it imports vLLM in the background while the first tests run); every ServerManager made after
+    this forks its server from it."""
+    wanted = any(item.get_closest_marker("server") for item in request.session.items)
+    if not wanted or os.environ.get("LEGO_TEST_STARTER", "1").strip() in ("0", "false", "no"):
+        yield None
+        return
+    starter = Starter(tmp_path_factory.mktemp("starter"))
+    starter.launch(dict(os.environ, VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1"))
+    ServerManager.shared_starter = starter
+    try:
+        yield starter
+    finally:
+        ServerManager.shared_starter = None
+        starter.close()

@@ -662,8 +662,9 @@ class Carousel:
             self._reserved_ids.add(slot_id)  # until the slot joins `_slots`
         if starter_ready is None:
             starter_ready = self.starter is not None and self.starter.ready()
-        if starter_ready:
-            manager.starter = self.starter
+        manager.starter = (
+            self.starter if starter_ready else None
+        )  # never a starter the carousel did not choose
         if self.sleep_mode:
             manager.extra_argv = ["--enable-sleep-mode"]
             manager.extra_env = dict(SLEEP_ENV)

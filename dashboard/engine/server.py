@@ -24,6 +24,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import psutil
@@ -78,6 +79,8 @@ class _Launch:
 class ServerManager:
     """Owns at most one real vLLM server at a time."""
 
+    shared_starter: ClassVar[Starter | None] = None
+
     def __init__(self, workdir: Path, backend: str | None = None) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -92,7 +95,9 @@ class ServerManager:
         self._vllm_version = hardware.vllm_version()
         self.extra_argv: list[str] = []  # options the carousel adds (sleep mode), kept out of the config
         self.extra_env: dict[str, str] = {}
-        self.starter: Starter | None = None  # set by the carousel: forks servers from a prepared process
+        # A prepared process to fork servers from: set by the carousel, or shared by every manager of
+        # a process that prepared one (the test suite does, so its many starts skip vLLM's imports).
+        self.starter: Starter | None = ServerManager.shared_starter
         self.last_start_kind = "cold"
         self.warm_up = True  # serve warm-up orders before declaring ready
         self.cores: list[int] | None = None  # start on these cores only (a background start), else any
@@ -586,6 +591,14 @@ class ServerManager:
             log_path=str(launch.log_path),
             base_url=launch.base_url,
             served_name=launch.served_name,
+            server_start=(
+                {
+                    "kind": "forked" if isinstance(launch.proc, ForkedProcess) else "cold",
+                    "ready_s": round(ready_s, 3),
+                }
+                if ready_s is not None
+                else None
+            ),
         )
 
 

@@ -20,6 +20,13 @@ APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 TIMEOUT_S = 60
 
 
+@pytest.fixture(autouse=True)
+def no_starter_for_page_tests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A page test that builds the app's carousel must not prepare a starter: each would import vLLM
+    in a process of its own and keep it, for pages that never start a server."""
+    monkeypatch.setenv("LEGO_FACTORY_STARTER", "0")
+
+
 @dataclass
 class StandInManager:
     """Answers like ServerManager: a snapshot, apply() that refuses while busy, stop()."""
