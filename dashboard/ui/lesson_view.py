@@ -255,15 +255,26 @@ def reveal(run: pred.LessonRun, step: LessonStep) -> None:
                 _("Who"): v.guess.label,
                 _("Guess"): _(pred.DIRECTION_LABELS[v.guess.direction]),
                 _("How much"): _(pred.AMOUNT_LABELS[v.guess.amount]),
-                _("Right?"): "✅" if v.direction_right else "❌",
+                _("Right?"): v.direction_right,
             }
             for v in verdicts
         ]
-        if rows:
-            st.dataframe(rows, hide_index=True, width="stretch")
-        if ui_roles.is_presenter():
+        if rows:  # a tick box, not an emoji: it reads the same whatever fonts the browser has
+            st.dataframe(
+                rows,
+                hide_index=True,
+                width="stretch",
+                column_config={_("Right?"): st.column_config.CheckboxColumn(_("Right?"))},
+            )
+        if ui_roles.is_presenter():  # one bar per direction: how many chose it
             tally = current.tally()
-            st.bar_chart({_(pred.DIRECTION_LABELS[k]): [v] for k, v in tally.items()}, horizontal=True)
+            guesses, count = _("Guess"), _("Answers")
+            st.bar_chart(
+                {guesses: [_(pred.DIRECTION_LABELS[k]) for k in tally], count: list(tally.values())},
+                x=guesses,
+                y=count,
+                horizontal=True,
+            )
     st.success(step.explanation.get(lang), icon=":material/school:")
 
 
