@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 import time
@@ -27,11 +28,14 @@ SSE = (
 
 class FakeServer:
     """Answers every request after `delay` seconds; tracks how many were in flight at once, when each
-    arrived, and serves a /metrics page whose waiting queue is `waiting`."""
+    arrived, and serves a /metrics page whose waiting queue is `waiting`. With `hold_until`, no request
+    is answered before that many are in flight at once (or 30 s have passed)."""
 
-    def __init__(self, delay: float = 0.01, fail_every: int = 0) -> None:
+    def __init__(self, delay: float = 0.01, fail_every: int = 0, hold_until: int = 0) -> None:
         self.delay = delay
         self.fail_every = fail_every
+        self.hold_until = hold_until
+        self.all_in = asyncio.Event()
         self.in_flight = 0
         self.peak = 0
         self.bodies: list[dict] = []
@@ -46,6 +50,11 @@ class FakeServer:
         self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)
         try:
+            if self.hold_until:
+                if self.in_flight >= self.hold_until:
+                    self.all_in.set()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.all_in.wait(), 30)
             await asyncio.sleep(self.delay)
         finally:
             self.in_flight -= 1
@@ -95,7 +104,7 @@ def test_closed_loop_sends_exactly_the_planned_requests_and_never_exceeds_concur
 
 
 def test_concurrency_above_100_is_not_capped_by_a_connection_pool():
-    server = FakeServer(delay=1.0)  # long enough for all 150 to connect before the first ends
+    server = FakeServer(delay=0.0, hold_until=150)  # a pool capped at 100 would leave the peak at 100
     result = _run(server, LoadPlan(concurrency=150, requests=150))
     assert result.ok == 150
     assert server.peak == 150
