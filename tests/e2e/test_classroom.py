@@ -6,10 +6,13 @@ visitor in two Chromium contexts reaching it over the network address, the real 
 - the visitor watches the factory live, cannot start, stop, change the model or turn on
   trust_remote_code, also when the widget message is sent directly (the button's own click handler
   called through React, past the disabled attribute); the presenter can;
-- the app killed with SIGKILL leaves its server behind, and the next app reaps it before any page is
-  opened; the app that gets SIGHUP stops its server.
+- a visitor cannot start a sweep; a short sweep started by the presenter owns the server: another
+  presenter session's Apply and Stop are refused with what runs, who started it and about when it
+  ends, and each saved row names the server that answered it, which ran the row's value;
+- the app killed with SIGKILL leaves its servers behind, and the next app reaps them before any page
+  is opened; the app that gets SIGHUP stops its server.
 
-Real server starts: 2 (one for the roles and the SIGKILL, one for the SIGHUP).
+Real server starts: 3 (one for the roles, one more for the sweep's new value, one for the SIGHUP).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from dashboard.classroom import roles
+from dashboard.engine.config import SERVER_MODULE
 from tests.e2e.conftest import (
     REPO_ROOT,
     STREAMLIT_PORTS,
@@ -40,7 +44,14 @@ from tests.e2e.conftest import (
     link_embedded_model,
     wait_gone,
 )
-from tests.e2e.test_browser import PAGE_TIMEOUT_MS, choose_group, main_area, set_port, wait_until_idle
+from tests.e2e.test_browser import (
+    PAGE_TIMEOUT_MS,
+    choose_group,
+    main_area,
+    set_lanes,
+    set_port,
+    wait_until_idle,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.server, pytest.mark.timeout(1200)]
 
@@ -301,6 +312,155 @@ def test_visitor_watches_and_cannot_change_the_factory_the_presenter_can(class_a
     visitor.get_by_test_id("stSidebarNav").get_by_text("History", exact=True).click()
     wait_until_idle(visitor)
     expect(visitor.get_by_test_id("stDownloadButton")).to_have_count(0)
+
+
+HELD = re.compile(
+    r"A measurement owns the factory: a sweep of --max-num-seqs, started by the presenter \d+ min ago\. "
+    r"It should end in about \d+ min"
+)
+SWEPT, REFUSED_LANES = (64, 128), 32
+
+
+def fill_number(page: Page, label: str, value: int) -> None:
+    field = main_area(page).get_by_label(label, exact=True)
+    field.fill(str(value))
+    field.press("Enter")
+    expect(field).to_have_value(str(value), timeout=PAGE_TIMEOUT_MS)
+    wait_until_idle(page)
+
+
+def start_short_sweep(page: Page) -> None:
+    """On the impact page: --max-num-seqs 64 then 128 (the server in use), one order per value, one at
+    a time, and the factory left on the last value (no restore: one start fewer)."""
+    page.get_by_test_id("stSidebarNav").get_by_text("Impact on response time", exact=True).click()
+    wait_until_idle(page)
+    area = main_area(page)
+    flag = area.get_by_role("combobox", name="Flag")
+    expect(flag).to_have_value(re.compile("^--max-num-seqs "), timeout=PAGE_TIMEOUT_MS)
+    values = area.get_by_label("Values to try, separated by commas", exact=True)
+    values.fill(",".join(str(v) for v in SWEPT))
+    values.press("Enter")
+    expect(values).to_have_value(",".join(str(v) for v in SWEPT))
+    wait_until_idle(page)
+    fill_number(page, "Orders per value", 1)
+    fill_number(page, "Orders at the same time", 1)
+    restore = page.locator(".st-key-impact-restore")
+    if restore.count() and restore.locator("input").is_checked():
+        restore.get_by_text("Put the factory back as it was afterwards").click()
+        wait_until_idle(page)
+        expect(restore.locator("input")).not_to_be_checked()
+    measure = page.locator(".st-key-impact-run-one button")
+    expect(measure).to_be_enabled(timeout=PAGE_TIMEOUT_MS)
+    measure.click()
+    expect(area.get_by_text("Measuring now")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+
+
+def server_words(port: str) -> list[str] | None:
+    """The command line of the live vLLM server on this port, word by word, or None."""
+    for process in psutil.process_iter(["cmdline"]):
+        words = " ".join(process.info["cmdline"] or []).split()  # forked servers: one string
+        if SERVER_MODULE in words and "--port" in words and words[words.index("--port") + 1] == port:
+            return words
+    return None
+
+
+def option(words: list[str], name: str) -> str | None:
+    return words[words.index(name) + 1] if name in words else None
+
+
+def test_a_sweep_owns_the_server_and_another_presenter_session_pressing_apply_is_refused(
+    class_app, class_home, browser, shots
+):
+    if not class_app.vllm_processes():
+        pytest.skip("no server is running: this test follows the roles test of this module")
+    address = network_address()
+    presenter_url = f"{class_app.url(address)}/?presenter={class_app.key}&lang=en"
+
+    # A visitor cannot sweep: the Measure button is locked, and its message sent anyway starts nothing
+    # (Streamlit drops a locked widget's message; the page's handler would refuse a visitor as well).
+    visitor = new_page(browser, f"{class_app.url(address)}/?lang=en")
+    visitor.get_by_test_id("stSidebarNav").get_by_text("Impact on response time", exact=True).click()
+    wait_until_idle(visitor)
+    expect(visitor.locator(".st-key-impact-run-one button")).to_be_disabled(timeout=PAGE_TIMEOUT_MS)
+    call_click_handler(visitor, ".st-key-impact-run-one button")
+    visitor.wait_for_timeout(3000)
+    wait_until_idle(visitor)
+    expect(main_area(visitor).get_by_text("Measuring now")).to_have_count(0)
+    assert sweep_runs(class_home) == [], "a visitor's forged Measure started a sweep"
+    visitor.context.close()
+
+    sweeping = new_page(browser, presenter_url)
+    start_short_sweep(sweeping)
+    shots.take(sweeping, "class-sweep-running", "en")
+
+    # A second presenter session (another browser, the same link) opens the factory floor meanwhile.
+    other = new_page(browser, presenter_url)
+    expect(main_area(other).get_by_text(HELD)).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    apply = other.locator(".st-key-factory-apply button")
+    expect(apply).to_be_disabled()
+    set_lanes(other, "en", REFUSED_LANES)
+    expect(apply).to_be_disabled()
+    # Apply pressed anyway (its widget message sent past the locked button): nothing starts, and the
+    # page still says what runs, who started it and about when it ends.
+    call_click_handler(other, ".st-key-factory-apply button")
+    other.wait_for_timeout(3000)
+    wait_until_idle(other)
+    expect(main_area(other).get_by_text(HELD)).to_be_visible()
+    expect(apply).to_be_disabled()
+    shots.take(other, "class-apply-refused-during-sweep", "en")
+    # Stop is a presenter's button: pressed for real, it is refused too and the server keeps running.
+    other.locator(".st-key-factory-stop button").click()
+    wait_until_idle(other)
+    expect(main_area(other).get_by_test_id("stAlertContentError").filter(has_text=HELD)).to_be_visible(
+        timeout=PAGE_TIMEOUT_MS
+    )
+    assert class_app.vllm_processes(), "a Stop pressed during the sweep stopped the server"
+
+    # The sweep ends on its own, the factory left on the last value it measured.
+    expect(
+        main_area(sweeping).get_by_text("The factory was left running with the last value tried")
+    ).to_be_visible(timeout=900_000)
+    shots.take(sweeping, "class-sweep-done", "en")
+
+    runs = sweep_runs(class_home)
+    assert len(runs) == 1, runs
+    run = runs[0]
+    assert run.status == "done", run
+    rows = [dict(row.data) for row in run.rows]
+    measured = [row for row in rows if row["ok"] and row["e2e_p50_ms"] is not None]
+    assert {row["value"] for row in measured} == set(SWEPT), rows
+    for row in measured:  # each row names the server that answered it, and that server ran its value
+        words = row["command"].split()
+        assert option(words, "--max-num-seqs") == str(row["value"]), row["command"]
+        live = server_words(option(words, "--port"))
+        if live is not None:  # a warm server still holds that port: it runs the row's value
+            assert option(live, "--max-num-seqs") == str(row["value"]), (row["command"], live)
+    running = [server_words(option(row["command"].split(), "--port")) for row in measured]
+    assert any(words is not None for words in running), "no server of the sweep's rows is running"
+    # The refused Apply left no trace: no server and no row with its value.
+    assert str(REFUSED_LANES) not in {option(w, "--max-num-seqs") for w in _vllm_command_lines(class_app)}
+    assert REFUSED_LANES not in {row["value"] for row in rows}
+
+
+def sweep_runs(home: Path) -> list:
+    """The sweeps in the app's history, each with its rows."""
+    from dashboard.history.store import HistoryStore
+
+    store = HistoryStore(home / "history.sqlite3")
+    try:
+        return [store.get_run(run.id) for run in store.list_runs(kind="sweep")]
+    finally:
+        store.close()
+
+
+def _vllm_command_lines(app: ClassApp) -> list[list[str]]:
+    lines = []
+    for process in app.vllm_processes():
+        with contextlib.suppress(psutil.Error):
+            words = " ".join(process.cmdline()).split()
+            if SERVER_MODULE in words:
+                lines.append(words)
+    return lines
 
 
 def test_an_app_killed_with_sigkill_leaves_its_server_and_the_next_app_reaps_it(
