@@ -13,7 +13,7 @@ from dashboard.engine import flags
 from dashboard.engine.config import ServerConfig
 from dashboard.ui import i18n as ui_i18n
 from dashboard.ui import roles as ui_roles
-from dashboard.ui import widgets
+from dashboard.ui import state, widgets
 
 GIB = 1024**3
 SEEN_EVENTS_KEY = "carousel.seen_events"
@@ -121,6 +121,8 @@ def whole_footprint_caption(manager: Any, pending: ServerConfig) -> None:
     if not is_carousel(manager):
         return
     _ = ui_i18n.translator()
+    if state.model_facts(pending.model)[1] is None:  # an unknown model: nothing to add up
+        return
     try:
         footprint = manager.predict_footprint(pending)
     except Exception:  # an unknown model: the checks already say what is wrong

@@ -331,3 +331,26 @@ def test_after_a_flip_the_controls_show_the_server_now_in_use() -> None:
     shown = at.session_state["result"]
     assert shown.get("port") == 8750 and shown.get("max_num_seqs") == served.get("max_num_seqs") != 16
     assert at.session_state["factory.model"] == served.model
+
+
+def test_a_model_that_cannot_be_found_gets_no_whole_server_figure(monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from dashboard.ui import state
+
+    class Footprints(CarouselStandIn):
+        def predict_footprint(self, config):
+            gib = 1024**3
+            return SimpleNamespace(runtime_measured=True, total_bytes=1.5 * gib, runtime_bytes=1.5 * gib)
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the unknown model is refused without the network
+    stand_in = Footprints(snap=ready_snapshot(default_config("cpu")))
+    monkeypatch.setattr(state, "get_manager", lambda: stand_in)
+    monkeypatch.setattr(state, "get_store", lambda: None)
+    monkeypatch.setattr(state, "get_sampler", lambda: None)
+    at = open_app("en")
+    assert "The whole server should hold about" in texts(at)
+    at.text_input(key="factory.model").set_value("nonexistent/model").run()
+    assert not at.exception, at.exception
+    assert "nonexistent/model" in texts(at)
+    assert "The whole server should hold about" not in texts(at)
