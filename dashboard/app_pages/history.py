@@ -28,6 +28,12 @@ def _number(value: float, digits: int = 0) -> str:
     return ui_i18n.number(value, digits)
 
 
+def _figure(value: float | None) -> str:
+    """A measured figure: whole numbers (token counts) without decimals, the others with two."""
+    whole = value is not None and (float(value).is_integer() or abs(value) >= 1000)
+    return _number(value, 0 if whole else 2)
+
+
 def kind_name(kind: str) -> str:
     return ui_i18n.tr(view.KIND_NAMES.get(kind, kind))
 
@@ -137,8 +143,8 @@ def delta_table(rows: list[view.DeltaRow]) -> Any:
     frame = pd.DataFrame(
         {
             _("Number"): [view.field_label(row.metric, _) or row.metric for row in rows],
-            "A": [_number(row.a, 2) for row in rows],
-            "B": [_number(row.b, 2) for row in rows],
+            "A": [_figure(row.a) for row in rows],
+            "B": [_figure(row.b) for row in rows],
             _("Change"): ["–" if row.percent is None else f"{_number(row.percent, 1)} %" for row in rows],
             _("Verdict"): [words[row.judgement] for row in rows],
         }

@@ -320,6 +320,9 @@ def test_history_compares_two_runs_flag_by_flag(stand_in, cpu_sampler, home) -> 
     numbers = at.dataframe[2].value
     assert "Ready after (s)" in list(numbers["Number"])  # labelled, never the raw key ready_s
     assert "worse" not in list(numbers["Verdict"])  # 36.0 s -> 33.5 s is inside a start's noise
+    figures = dict(zip(numbers["Number"], numbers["A"], strict=True))
+    assert figures["Warehouse tokens"] == "46,592"  # a count, never 46,592.00
+    assert figures["Ready after (s)"] == "36"  # whole: no decimals
 
 
 def test_history_dates_and_numbers_follow_the_language(stand_in, cpu_sampler, home) -> None:
