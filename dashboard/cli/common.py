@@ -192,7 +192,7 @@ RUNNING, DONE, FAILED, INTERRUPTED = "running", "done", "failed", "interrupted"
 class JsonReport:
     """The --json report of one CLI run, written as the run goes: `update` after each measured row
     (status "running"); leaving the `with` block on an exception writes what is there with status
-    "failed" (or "interrupted" for Ctrl-C) and lets the exception go on; `finish` writes the final
+    "failed" (or "interrupted" for Ctrl-C and SIGTERM) and lets the exception go on; `finish` writes the final
     report with its status and says where it is. Without --json nothing is written."""
 
     def __init__(self, path: Path | None, lang: str, **fields: Any) -> None:
@@ -205,7 +205,8 @@ class JsonReport:
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: Any) -> bool:
         if kind is not None:
-            status = INTERRUPTED if issubclass(kind, KeyboardInterrupt) else FAILED
+            # Ctrl-C, or SIGTERM / a closed terminal (they end in SystemExit): stopped, not broken
+            status = INTERRUPTED if issubclass(kind, KeyboardInterrupt | SystemExit) else FAILED
             self._write(status)
         return False
 

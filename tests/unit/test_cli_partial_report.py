@@ -138,16 +138,19 @@ def test_a_bench_that_fails_after_its_first_level_keeps_that_level(tmp_path: Pat
     assert data["levels"][0]["e2e_p50_ms"] == 250.0
 
 
-def test_a_bench_stopped_with_ctrl_c_says_it_was_interrupted(tmp_path: Path, monkeypatch):
+@pytest.mark.parametrize("stop", [KeyboardInterrupt(), SystemExit(143)], ids=["ctrl-c", "sigterm"])
+def test_a_bench_stopped_with_ctrl_c_or_sigterm_says_it_was_interrupted(
+    tmp_path: Path, monkeypatch, stop: BaseException
+):
     report = tmp_path / "bench.json"
 
     def interrupted_levels(base_url, model, workload, levels, on_level, **kwargs):
         on_level(a_level(levels[0], 250.0))
-        raise KeyboardInterrupt
+        raise stop
 
     monkeypatch.setattr(bench_cli, "Carousel", NoServers)
     monkeypatch.setattr(bench_cli.loadgen, "run_levels", interrupted_levels)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(type(stop)):
         bench_cli.run(bench_args(report))
     data = on_disk(report)
     assert data["status"] == "interrupted"
