@@ -11,7 +11,6 @@ and every page in Vietnamese is free of English errors and raw keys, with screen
 
 from __future__ import annotations
 
-import os
 import re
 
 import pytest
@@ -33,26 +32,16 @@ from test_browser import (
 from dashboard.engine import presets
 from dashboard.i18n import translator
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.server,
-    pytest.mark.timeout(900),
-    pytest.mark.skipif(
-        os.environ.get("LEGO_E2E_UNVERIFIED") != "1",
-        reason=(
-            "not yet passing end to end: "
-            "its shared start fixture timed out waiting for the lanes card in the last full run. "
-            "Run with LEGO_E2E_UNVERIFIED=1."
-        ),
-    ),
-]
+pytestmark = [pytest.mark.e2e, pytest.mark.server, pytest.mark.timeout(900)]
 
 SIZES = {"1366": {"width": 1366, "height": 768}, "1920": {"width": 1920, "height": 1080}}
-PAGES = {  # page: (its name in the sidebar, its heading)
+PAGES = {  # every page of the sidebar: (its name there, its heading)
     "factory": ("Factory floor", "Factory floor"),
     "playground": ("Prompt playground", "Prompt playground"),
-    "impact": ("Impact on response time", "What does each flag do to response time?"),
     "memory": ("Memory warehouse", "Warehouse & memory, live"),
+    "impact": ("Impact on response time", "What does each flag do to response time?"),
+    "tune": ("Tune for me", "Tune for me"),
+    "lesson": ("Lesson", "Lesson"),
     "history": ("History", "History"),
 }
 RAW_KEYS = re.compile(r"\b(ready_s|kv_cache_tokens|max_concurrency|e2e_p50_ms|ttft_p50_ms|e2e_ms|ttft_ms)\b")
@@ -68,7 +57,29 @@ ENGLISH_ERRORS = (
     "No clear change",
     "Before and after",
 )
+FIRST_ORDER_HINT = translator("vi")(
+    "This was the first order since the factory was rebuilt: the machines were still warming up, so it took "
+    "longer. Send it again to see the usual time."
+)
 LONG_WORDS = 2600  # with the Pika system prompt, far beyond the CPU default of 2,048 tokens
+
+
+WATCH_STATES_JS = """() => {
+    // Every (status badge, Apply clickable) pair the factory page shows from now on, stale copies left out.
+    window.__legoStates = [];
+    const note = () => {
+        const card = [...document.querySelectorAll('.st-key-factory-status')]
+            .find(el => !el.closest('[data-stale="true"]'));
+        const button = document.querySelector('.st-key-factory-apply button');
+        if (!card || !button || button.closest('[data-stale="true"]')) return;
+        const pair = [card.innerText, !button.disabled];
+        const last = window.__legoStates[window.__legoStates.length - 1];
+        if (!last || last[0] !== pair[0] || last[1] !== pair[1]) window.__legoStates.push(pair);
+    };
+    new MutationObserver(note).observe(document.body, {subtree: true, childList: true, attributes: true,
+                                                       characterData: true});
+    note();
+}"""
 
 
 def go_to(page: Page, lang: str, name: str) -> None:
@@ -186,9 +197,25 @@ def test_apply_shows_the_same_order_before_and_after_here_and_in_the_history(sta
     page, _ = browser_page, translator("vi")
     open_factory(page, started.url, "vi")
     set_lanes(page, "vi", 16)
-    page.locator(".st-key-factory-apply").get_by_role("button").click()
+    apply = page.locator(".st-key-factory-apply").get_by_role("button")
+    page.evaluate(WATCH_STATES_JS)
+    apply.click()
+    expect(apply).to_be_disabled(timeout=PAGE_TIMEOUT_MS)  # no second click while this one is measured
     wait_for_ready(page, "vi", 16, shots, started)  # real start 2
-    card = page.locator(".st-key-factory-compare-card")
+    # 8. Each state shows what is true at that moment: never "stopped" (the old server serves on), and
+    #    the button never looks clickable while the factory shows a start.
+    seen = page.evaluate("() => window.__legoStates")
+    names = ("Ready for orders", "Starting…", "Stopping…", "Stopped", "Start failed")
+    shown = [([n for n in names if _(n) in card], enabled) for card, enabled in seen]
+    assert all(len(found) == 1 for found, _enabled in shown), seen  # one status at a time, always one
+    statuses = {found[0] for found, _enabled in shown}
+    assert "Stopped" not in statuses and "Start failed" not in statuses, seen
+    busy = ("Starting…", "Stopping…")
+    assert not [s for s in shown if s[0][0] in busy and s[1]], f"Apply clickable during a start: {seen}"
+    assert statuses & set(busy), f"the start was never shown: {seen}"
+    nothing_waits = _("No changes waiting: every control matches the server.")
+    expect(page.locator(".st-key-control_room")).to_contain_text(nothing_waits)  # no port change left over
+    card = page.locator(".st-key-factory-compare-card").first  # a redraw briefly keeps the old copy too
     expect(card).to_contain_text(_("Before and after this Apply"), timeout=PAGE_TIMEOUT_MS)
     verdicts = [
         prefix(_(text)).split(":")[0]
@@ -226,6 +253,7 @@ def test_the_playground_refuses_a_prompt_too_long_and_labels_each_answer(started
     refusal = main_area(page).get_by_test_id("stAlertContentError")
     expect(refusal.first).to_contain_text("--max-model-len", timeout=PAGE_TIMEOUT_MS)
     expect(page.get_by_test_id("stChatMessageContent")).to_have_count(0)  # nothing was sent
+    assert FIRST_ORDER_HINT[:40] not in page_text(page)  # no warm-up hint under an error
     assert_speaks_vietnamese(page, "playground")
     shots.take(page, "prompt-too-long", "vi")
 
@@ -233,17 +261,31 @@ def test_the_playground_refuses_a_prompt_too_long_and_labels_each_answer(started
     message.press("Tab")
     wait_until_idle(page)
     page.locator(".st-key-playground-send").get_by_role("button").click()
-    label = main_area(page).get_by_text(prefix(_("Answered by the factory with: {settings}")))
+    answered_by = prefix(_("Answered by the factory with: {settings}"))
+    label = main_area(page).get_by_text(answered_by)
     expect(label).to_be_visible(timeout=REPLY_TIMEOUT_MS)
-    expect(label).to_contain_text("--max-num-seqs")
+    expect(label).to_contain_text("--max-num-seqs 16")  # the server of the Apply test above
     wait_until_idle(page)
     assert_speaks_vietnamese(page, "playground")
+
+    # The server changes (a flip of the carousel back to the 8-lane server): the answer of the other one goes.
+    go_to(page, "vi", "factory")
+    strip = page.locator(".st-key-carousel_strip")
+    strip.get_by_role("button", name=_("Flip to this one")).first.click()
+    wait_until_idle(page)
+    choose_group(page, "vi", "lanes")
+    expect(page.locator(".st-key-card_max_num_seqs")).to_contain_text(
+        _("Server now: {value}").format(value=8), timeout=PAGE_TIMEOUT_MS
+    )
+    go_to(page, "vi", "playground")
+    expect(page.get_by_test_id("stChatMessageContent")).to_have_count(0)
+    expect(main_area(page).get_by_text(answered_by)).to_have_count(0)
 
     preset = page.locator(".st-key-playground-preset").get_by_role("combobox")
     preset.click()
     page.get_by_role("option", name=_(presets.get("pika-json").title)).click()
     wait_until_idle(page)
-    assert "preset=pika-json" in page.url
+    expect(page).to_have_url(re.compile(r"[?&]preset=pika-json(&|$)"), timeout=PAGE_TIMEOUT_MS)
     page.reload()
     wait_until_idle(page)
     expect(page.locator(".st-key-playground-preset").get_by_role("combobox")).to_have_value(
@@ -262,5 +304,5 @@ def test_every_page_in_both_sizes_and_languages(lang, size, started, browser_pag
             go_to(page, lang, name)
         if lang == "vi":
             assert_speaks_vietnamese(page, name)
-        shots.take(page, f"{name}-{size}", lang)
-    assert "Traceback" not in page_text(page)
+        assert "Traceback" not in page_text(page), name
+        shots.take(page, f"{name}-{size}", lang, full_page=True)
