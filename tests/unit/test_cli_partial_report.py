@@ -257,3 +257,18 @@ def test_a_tuning_stopped_early_is_reported_as_interrupted(tmp_path: Path, monke
     data = on_disk(report)
     assert data["status"] == "interrupted"
     assert len(data["trials"]) == 1
+
+
+def test_a_table_that_ends_is_marked_done(tmp_path: Path, monkeypatch):
+    report = tmp_path / "table.json"
+
+    def finished_table(plan, server, on_event=None, **kwargs):
+        return table_cli.table.TableResult(plan=plan, started_at=0.0, duration_s=1.0)
+
+    monkeypatch.setattr(table_cli, "ServerManager", NoServers)
+    monkeypatch.setattr(table_cli.table, "run_table", finished_table)
+    args = parse("table", "--flags", "max_num_seqs", "--no-history", "--json", str(report))
+    assert table_cli.run(args) == 0
+    data = on_disk(report)
+    assert data["status"] == "done"
+    assert data["kind"] == "table" and data["rows"] == []
