@@ -441,6 +441,21 @@ def test_a_sweep_owns_the_server_and_another_presenter_session_pressing_apply_is
     assert str(REFUSED_LANES) not in {option(w, "--max-num-seqs") for w in _vllm_command_lines(class_app)}
     assert REFUSED_LANES not in {row["value"] for row in rows}
 
+    # Once the sweep is over, the presenter may again: the model box is open, and trust_remote_code
+    # unlocks Apply after its explicit yes (not pressed: no start needed to show it).
+    choose_group(other, "en", "doors")
+    expect(main_area(other).get_by_text(HELD)).to_have_count(0)
+    expect(other.locator(".st-key-factory-model input")).to_be_enabled()
+    other.locator(".st-key-card_trust_remote_code").get_by_text("off", exact=True).click()
+    wait_until_idle(other)
+    confirm = other.locator(".st-key-classroom-confirm-remote_code")
+    expect(confirm.locator("input")).to_be_enabled(timeout=PAGE_TIMEOUT_MS)
+    expect(apply).to_be_disabled()  # not before the yes
+    confirm.get_by_text("Yes, allow it").click()
+    wait_until_idle(other)
+    expect(apply).to_be_enabled(timeout=PAGE_TIMEOUT_MS)
+    shots.take(other, "class-presenter-confirms-remote-code", "en")
+
 
 def sweep_runs(home: Path) -> list:
     """The sweeps in the app's history, each with its rows."""
