@@ -29,6 +29,7 @@ BURST_KEY = "playground.burst"
 SERVER_KEY = "playground.answered_by"
 CHANGE_KEY = "playground.answer_change"
 CARD_KEY = "playground.card"
+XRAY_KEY = "playground.xray"
 STREAM_REFRESH_S = 0.05
 TEMPERATURES = tuple(round(step * 0.1, 1) for step in range(21))  # 0.0 to 2.0
 
@@ -383,7 +384,7 @@ def page() -> None:
     request = build_request(preset, user_text, json_mode, max_tokens, temperature)
     extras.judgement_note(preset.name)
     if st.session_state.get(SERVER_KEY) != extras.server_identity(snap):
-        answers = (RESULT_KEY, BURST_KEY, FIRST_KEY, CHANGE_KEY, CARD_KEY)
+        answers = (RESULT_KEY, BURST_KEY, FIRST_KEY, CHANGE_KEY, CARD_KEY, XRAY_KEY)
         for key in answers:  # answers of another server: cleared
             st.session_state.pop(key, None)
 
@@ -448,6 +449,7 @@ def page() -> None:
             result = floor_ui.while_watching(
                 lambda: send_burst(snap, request, json_mode, plan), "playground.floor"
             )
+        st.session_state[XRAY_KEY] = load_view.collect_xray(result)  # after the hold: others may order
         st.session_state[BURST_KEY] = result
         save_burst(snap, preset, result)
         workload = loadgen.Workload.from_request(request, json_mode=json_mode, label="playground-burst")
@@ -456,6 +458,7 @@ def page() -> None:
         lanes = snap.config.get("max_num_seqs") if snap.config is not None else None
         single = st.session_state[RESULT_KEY][0].e2e_ms if RESULT_KEY in st.session_state else None
         show_burst(st.session_state[BURST_KEY], lanes, single)
+        load_view.show_xray(st.session_state.get(XRAY_KEY), "playground.xray_chart")
         card_export.download_button(st.session_state.get(CARD_KEY), "playground.card_download")
     floor_ui.live_floor("playground.floor")
 

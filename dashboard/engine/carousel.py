@@ -34,7 +34,7 @@ import signal
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -176,8 +176,14 @@ class Carousel:
         sleep_mode: bool | None = None,
         use_starter: bool | None = None,
         prestart_cores: int | None = None,
+        extra_argv: Sequence[str] = (),
+        extra_env: Mapping[str, str] | None = None,
     ) -> None:
+        """`extra_argv` and `extra_env` go to every server this carousel starts, after its own options:
+        what its owner adds (the request X-ray's span endpoint), never a secret (argv is visible)."""
         self.workdir = Path(workdir)
+        self.extra_argv = list(extra_argv)
+        self.extra_env = dict(extra_env or {})
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.backend = backend or hardware.detect_backend()
         self.max_servers = (
@@ -665,9 +671,11 @@ class Carousel:
         manager.starter = (
             self.starter if starter_ready else None
         )  # never a starter the carousel did not choose
+        manager.extra_argv = list(self.extra_argv)
+        manager.extra_env = dict(self.extra_env)
         if self.sleep_mode:
-            manager.extra_argv = ["--enable-sleep-mode"]
-            manager.extra_env = dict(SLEEP_ENV)
+            manager.extra_argv.append("--enable-sleep-mode")
+            manager.extra_env.update(SLEEP_ENV)
         return _Slot(
             slot_id, config_key(config), manager, config, predicted, timeout=timeout, on_phase=on_phase
         )

@@ -54,6 +54,7 @@ class RequestTiming:
     headers_ms: float | None = None  # send -> status line and headers
     first_byte_ms: float | None = None  # send -> first bytes of the body (often an empty role chunk)
     started_perf: float = 0.0  # perf_counter when the request was sent (same clock as the load test)
+    request_id: str | None = None  # the answer's id (vLLM: "chatcmpl-..."), as its request spans name it
 
     def mean_itl_ms(self) -> float | None:
         """Mean time per output token after the first: (e2e - ttft) / (tokens - 1).
@@ -102,6 +103,7 @@ class _StreamReader:
         self.server_error: str | None = None
         self.done_at: float | None = None  # perf_counter stamp of the [DONE] line
         self.first_byte_at: float | None = None
+        self.request_id: str | None = None
         self.pending = b""  # an incomplete line waiting for the rest of it
 
     def feed_bytes(self, data: bytes, stamp: float) -> None:
@@ -136,6 +138,8 @@ class _StreamReader:
             chunk = _decode_json(data.decode())
         except ValueError:  # not JSON, or not UTF-8
             return True
+        if self.request_id is None and isinstance(chunk.get("id"), str):
+            self.request_id = chunk["id"]
         if "error" in chunk and not chunk.get("choices"):
             self.server_error = _error_text(chunk["error"])
             return True
@@ -198,6 +202,7 @@ def _timing_from(
         headers_ms=_ms(start, headers_at) if headers_at is not None else None,
         first_byte_ms=_ms(start, first_byte) if first_byte is not None else None,
         started_perf=start,
+        request_id=reader.request_id,
     )
 
 

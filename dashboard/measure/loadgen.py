@@ -370,6 +370,7 @@ class LoadResult:
     goodput_per_s: float | None = None  # measured requests within the limits per second
     clocks: dict[str, Any] | None = None  # three clocks of the first token, see first_token_clocks()
     waiting: list[tuple[float, float]] = field(default_factory=list)  # (s since start, queue length)
+    preempted: list[tuple[float, float]] = field(default_factory=list)  # (s since start, preemptions so far)
 
     def to_dict(self, with_timings: bool = True) -> dict[str, Any]:
         data = {k: v for k, v in asdict(self).items() if k != "timings"}
@@ -588,13 +589,19 @@ async def _watch_queue(
     start: float,
     every_s: float,
     samples: list[tuple[float, float]],
+    preempted: list[tuple[float, float]] | None = None,
 ) -> None:
-    """Sample vLLM's waiting queue (`vllm:num_requests_waiting`) until cancelled."""
+    """Sample vLLM's waiting queue (`vllm:num_requests_waiting`), and its preemption counter into
+    `preempted` (for the request X-ray), until cancelled."""
     while True:
         snapshot = await scrape_async(session, base_url, api_key, timeout=max(every_s * 4, 2.0))
+        at = time.perf_counter() - start
         waiting = snapshot.requests_waiting() if snapshot is not None else None
         if waiting is not None:
-            samples.append((time.perf_counter() - start, waiting))
+            samples.append((at, waiting))
+        count = snapshot.value(metrics.PREEMPTIONS) if snapshot is not None else None
+        if count is not None and preempted is not None:
+            preempted.append((at, count))
         await asyncio.sleep(every_s)
 
 
@@ -616,6 +623,7 @@ async def run_load_async(
     session = client or make_session(plan.timeout_s)
     before = after = None
     waiting: list[tuple[float, float]] = []
+    preempted: list[tuple[float, float]] = []
     try:
         for i in range(plan.warmup):
             payload = workload.payload(model, -1 - i)
@@ -630,7 +638,7 @@ async def run_load_async(
         watcher = None
         if watch_metrics and before is not None:
             watcher = asyncio.create_task(
-                _watch_queue(session, base_url, api_key, start, metrics_every_s, waiting)
+                _watch_queue(session, base_url, api_key, start, metrics_every_s, waiting, preempted)
             )
         try:
             await run.drive()
@@ -642,11 +650,16 @@ async def run_load_async(
         duration = time.perf_counter() - start
         if before is not None:
             after = await scrape_async(session, base_url, api_key)
+            if after is not None and (count := after.value(metrics.PREEMPTIONS)) is not None:
+                preempted.append((time.perf_counter() - start, count))
     finally:
         if client is None:
             await session.close()
     result = summarize(run.timings, plan, workload, duration, started_at, run.stopped, start_perf=start)
     result.waiting = waiting
+    if before is not None and (count := before.value(metrics.PREEMPTIONS)) is not None:
+        preempted.insert(0, (0.0, count))
+    result.preempted = preempted
     if before is not None and after is not None:
         result.clocks = first_token_clocks(before, after, result)
     return result

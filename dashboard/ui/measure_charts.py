@@ -577,3 +577,117 @@ def levels_figure(rows: Sequence[Mapping[str, Any]], _: Translate = _identity) -
     return sweep_figure(
         rows, _("Requests at once"), _, metrics=LEVEL_METRICS, title=_("Response time as the crowd grows")
     )
+
+
+# ------------------------------------------------------------------------------------------ request X-ray
+
+XRAY_NAMES = {
+    "queue": N_("Waiting for a lane"),
+    "prefill": N_("First-token work (reading the prompt)"),
+    "decode": N_("Token-by-token work (writing the answer)"),
+    "http": N_("HTTP and handling"),
+    "client_only": N_("Our clock only (vLLM's timings did not arrive)"),
+}
+XRAY_COLOURS = {
+    "queue": LEGO_ORANGE,
+    "prefill": LEGO_YELLOW,
+    "decode": LEGO_BLUE,
+    "http": LEGO_GREEN,
+    "client_only": LEGO_GREY,
+}
+
+
+def _plain_ms(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0f} ms"
+
+
+def xray_hover(row: Any, _: Translate = _identity, ms: Callable[[float | None], str] = _plain_ms) -> str:
+    """The numbers of one request, for hovering any piece of its row."""
+    lines = [
+        "<b>" + _("Order #{n}").format(n=row.index) + "</b>",
+        _("Sent at {at} after the first order").format(at=ms(row.sent_ms)),
+    ]
+    if row.has_span:
+        lines += [
+            _(XRAY_NAMES["queue"]) + ": " + ms(row.waiting_ms),
+            "  " + _("of it in vLLM's queue: {queue}").format(queue=ms(row.queue_ms)),
+            _(XRAY_NAMES["prefill"]) + ": " + ms(row.prefill_ms),
+            _(XRAY_NAMES["decode"]) + ": " + ms(row.decode_ms),
+            _(XRAY_NAMES["http"]) + ": " + ms(row.overhead_ms()),
+        ]
+    else:
+        lines.append(_("vLLM's own timings did not arrive for this order."))
+    lines.append(_("Whole answer, our clock: {total}").format(total=ms(row.client_e2e_ms)))
+    lines.append(_("First word reached us after {ttft}").format(ttft=ms(row.client_ttft_ms)))
+    if row.prompt_tokens is not None or row.completion_tokens is not None:
+        lines.append(
+            _("Tokens: {prompt} in the prompt, {answer} in the answer").format(
+                prompt=row.prompt_tokens if row.prompt_tokens is not None else "–",
+                answer=row.completion_tokens if row.completion_tokens is not None else "–",
+            )
+        )
+    if not row.ok:
+        lines.append(_("This order failed: {error}").format(error=(row.error or "")[:120]))
+    return "<br>".join(lines)
+
+
+def xray_figure(
+    view: Any, _: Translate = _identity, ms: Callable[[float | None], str] = _plain_ms
+) -> go.Figure:
+    """The request X-ray (`dashboard.measure.xray.Xray`): one row per request in the order they were
+    sent, its pieces laid end to end on a time axis (seconds since the first send); a request without
+    vLLM's timings is one grey bar of the client's clock; preemption moments are red bands."""
+    labels = {row.index: _("#{n}").format(n=row.index) for row in view.rows}
+    pieces: dict[str, tuple[list, list, list, list]] = {kind: ([], [], [], []) for kind in XRAY_NAMES}
+    for row in view.rows:
+        hover = xray_hover(row, _, ms)
+        segments = row.segments() or [("client_only", row.sent_ms, row.client_e2e_ms)]
+        for kind, start_ms, length_ms in segments:
+            bases, lengths, names, hovers = pieces[kind]
+            bases.append(start_ms / 1000.0)
+            lengths.append(length_ms / 1000.0)
+            names.append(labels[row.index])
+            hovers.append(hover)
+    figure = go.Figure()
+    for kind in ("queue", "prefill", "decode", "http", "client_only"):
+        bases, lengths, names, hovers = pieces[kind]
+        if not bases:
+            continue
+        figure.add_trace(
+            go.Bar(
+                name=_(XRAY_NAMES[kind]),
+                base=bases,
+                x=lengths,
+                y=names,
+                orientation="h",
+                marker_color=XRAY_COLOURS[kind],
+                marker_line_width=0,
+                hovertext=hovers,
+                hovertemplate="%{hovertext}<extra></extra>",
+            )
+        )
+    for mark in view.preemptions:
+        figure.add_vrect(
+            x0=mark.from_ms / 1000.0,
+            x1=mark.to_ms / 1000.0,
+            fillcolor=LEGO_RED,
+            opacity=0.15,
+            line_width=0,
+            annotation_text="↩ " + _("{n} sent back to wait").format(n=mark.count),
+            annotation_position="top left",
+            annotation_font_color=LEGO_RED,
+        )
+    order = [labels[row.index] for row in view.rows]
+    figure.update_yaxes(categoryorder="array", categoryarray=order, autorange="reversed", title_text=None)
+    figure.update_xaxes(title_text=_("Seconds since the first order was sent"), rangemode="tozero")
+    height = min(1100, max(280, 150 + 18 * len(order)))
+    figure = _layout(figure, "", height)
+    figure.update_layout(
+        barmode="overlay",
+        bargap=0.25,
+        hovermode="closest",
+        title=None,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0},
+    )
+    return figure

@@ -26,10 +26,14 @@ log = logging.getLogger(__name__)
 
 @st.cache_resource(show_spinner=False)
 def get_manager():
-    """The app's carousel of warm servers (its own folder: the CLI keeps its servers elsewhere)."""
+    """The app's carousel of warm servers (its own folder: the CLI keeps its servers elsewhere). Its
+    servers send their request spans to this process's X-ray receiver (when the X-ray is on)."""
     from dashboard.engine.carousel import Carousel
+    from dashboard.measure import xray
 
-    return Carousel(models.cache_root() / "runs" / "app")
+    receiver = xray.shared_receiver()
+    extras = {"extra_argv": receiver.server_args(), "extra_env": receiver.server_env()} if receiver else {}
+    return Carousel(models.cache_root() / "runs" / "app", **extras)
 
 
 @st.cache_resource(show_spinner=False)
