@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -16,9 +16,18 @@ START_TIMEOUT_S = 240  # several engineers' servers may share this 2-core machin
 
 
 @contextlib.contextmanager
-def running_server(workdir: Path, port: int, **values) -> Iterator[ServerManager]:
-    """Yield a ServerManager whose server is ready; the whole process tree is stopped afterwards."""
+def running_server(
+    workdir: Path,
+    port: int,
+    extra_argv: Sequence[str] = (),
+    extra_env: Mapping[str, str] | None = None,
+    **values,
+) -> Iterator[ServerManager]:
+    """Yield a ServerManager whose server is ready; the whole process tree is stopped afterwards.
+    `extra_argv`/`extra_env` are added to the server's start (the request X-ray's span endpoint)."""
     manager = ServerManager(workdir, backend=BACKEND)
+    manager.extra_argv = list(extra_argv)
+    manager.extra_env = dict(extra_env or {})
     config = default_config(BACKEND).with_values({"port": port, "max_model_len": 2048, **values})
     try:
         report = manager.start(config, timeout=START_TIMEOUT_S)

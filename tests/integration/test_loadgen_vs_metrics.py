@@ -7,6 +7,9 @@ streaming back. On this 2-core machine that extra measured 9-13 ms per request, 
 agree within 15% of the server's mean plus 25 ms (about twice the measured extra, for a busy machine),
 the client must never be faster than the server by more than clock noise, and both sides must count
 the same number of requests.
+
+The same server sends its request spans to the factory's receiver: the request X-ray joins each of the
+client's requests with vLLM's own queue, prefill and decode times, and they must add up.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import pytest
 
 from dashboard.engine import presets
-from dashboard.measure import loadgen, metrics
+from dashboard.measure import loadgen, metrics, xray
 from dashboard.measure.loadgen import LoadPlan, Workload
 from tests.integration.measure_server import running_server
 
@@ -27,8 +30,17 @@ CLOCK_NOISE_MS = 5.0
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with running_server(tmp_path_factory.mktemp("loadgen-vs-metrics"), PORT) as manager:
+def receiver():
+    found = xray.TraceReceiver()
+    yield found
+    found.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, receiver):
+    workdir = tmp_path_factory.mktemp("loadgen-vs-metrics")
+    extras = {"extra_argv": receiver.server_args(), "extra_env": receiver.server_env()}
+    with running_server(workdir, PORT, **extras) as manager:
         # one request first, so that one-time work (first prefill, grammar setup) is not in the comparison
         warm = Workload.from_request(presets.get("pika-json").request)
         loadgen.run_load(manager.base_url, manager.served_name, warm, LoadPlan(concurrency=1, requests=1))
@@ -94,3 +106,27 @@ def test_calibrated_synthetic_prompt_has_the_requested_length(server):
         server.base_url, server.served_name, workload, LoadPlan(concurrency=1, requests=2)
     )
     assert [t.prompt_tokens for t in result.timings] == [430, 430]
+
+
+def test_each_requests_xray_parts_add_up_to_its_measured_time(server, receiver):
+    workload = Workload.synthetic(input_tokens=64, output_tokens=16)
+    plan = LoadPlan(concurrency=3, requests=6)
+    result = loadgen.run_load(server.base_url, server.served_name, workload, plan, watch_metrics=True)
+    assert result.errors == 0, result.error_kinds
+    view = xray.for_result(result, receiver, timeout_s=30)
+    assert view.receiving and view.missing == 0 and view.with_span == 6
+    spans = receiver.wait_for([row.request_id for row in view.rows], timeout_s=0)
+    for row in view.rows:
+        assert row.request_id.startswith("chatcmpl-"), row
+        assert row.adds_up(0.05), (
+            row,
+            row.parts_ms(),
+        )  # queue + prefill + decode + HTTP = our e2e, within 5%
+        # the span is this request's: it began during the client's trip and ended before the last byte
+        assert 0.0 <= row.arrival_ms - row.sent_ms <= row.client_e2e_ms, row
+        assert row.server_e2e_ms <= row.client_e2e_ms + CLOCK_NOISE_MS, row
+        assert spans[row.request_id].completion_tokens == row.completion_tokens == 16
+        assert row.prefill_ms > 0 and row.decode_ms > 0, row
+        ends = [at + length for _kind, at, length in row.segments()]
+        assert ends[-1] == pytest.approx(row.end_ms)  # the timeline row ends at the client's last byte
+    assert view.preemptions_seen  # the counter was read while the run went on
