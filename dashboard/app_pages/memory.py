@@ -160,8 +160,9 @@ def live_section(sampler: Any, manager: Any) -> None:
     _live()
     st.caption(
         _(
-            "Dotted lines mark restarts (red), moments the server was ready (green) and load tests "
-            "(orange). Run a measurement on the impact page and watch the warehouse fill up here."
+            "Dotted lines mark restarts (red), switches to a warm server (purple), moments the server was "
+            "ready (green) and load tests (orange). Run a measurement on the impact page and watch the "
+            "warehouse fill up here."
         )
     )
 

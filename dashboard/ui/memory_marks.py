@@ -46,7 +46,10 @@ class RestartMarker:
             self._seen_start, self._seen_ready = started, None
             if not (first and snap.status == "ready"):  # the server found at app start is not a restart
                 fresh = snap.status == "starting" or now - started < 5
-                self.sampler.mark("restart", t=started if fresh else now)
+                if fresh:
+                    self.sampler.mark("restart", t=started)
+                else:  # a server started earlier is now in use: the carousel switched to a warm one
+                    self.sampler.mark("switch", t=now)
         report = getattr(snap, "report", None)
         ready_s = getattr(report, "ready_s", None) if report is not None else None
         if snap.status == "ready" and ready_s is not None and self._seen_ready != started:

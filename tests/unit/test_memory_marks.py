@@ -41,7 +41,7 @@ def test_a_switch_to_a_warm_server_is_marked_when_it_happens():
     marker = RestartMarker(sampler, manager=None)
     marker.check(snap("ready", 100.0, 40.0), now=1000.0)
     marker.check(snap("ready", 500.0, 38.0), now=1200.0)  # a server started long ago, now active
-    assert sampler.marks[0] == ("restart", 1200.0)
+    assert sampler.marks[0] == ("switch", 1200.0)  # a switch, not a restart: nothing was started
 
 
 def sample(t: float, rss_gib: float, running: int = 0) -> MemorySample:
