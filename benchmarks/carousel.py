@@ -9,8 +9,10 @@ Parts (run all, or pick with --part; each prints its own figures, the last line 
 - idle:   the active server's Pika JSON p50 with two paused carousel servers beside it against alone
           (target: less than 5% apart), and the same with the two left awake, to show why they pause.
 - first:  the first Pika JSON order after ready against the median order (target: within 2x).
+- speed:  the Pika JSON p50 of a forked server against a bare one of the same flags, alternately: a
+          faster start must not change what is measured afterwards (expected: within the noise).
 
-Usage: python benchmarks/carousel.py [--part flip,cold,sweep,idle,first] [--rounds 2] [--orders 9]
+Usage: python benchmarks/carousel.py [--part flip,cold,sweep,idle,first,speed] [--rounds 2] [--orders 9]
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from dashboard.engine.carousel import Carousel  # noqa: E402
 from dashboard.engine.config import ServerConfig, default_config  # noqa: E402
 from dashboard.engine.server import ServerManager  # noqa: E402
 
-PARTS = ("flip", "cold", "sweep", "idle", "first")
+PARTS = ("flip", "cold", "sweep", "idle", "first", "speed")
 
 
 def pika_config(backend: str, **values: Any) -> ServerConfig:
@@ -211,6 +213,34 @@ def part_first(workdir: Path, backend: str, orders: int) -> dict[str, float]:
         carousel.close()
 
 
+def part_speed(workdir: Path, backend: str, rounds: int, orders: int) -> dict[str, float]:
+    forked: list[float] = []
+    bare: list[float] = []
+    for index in range(rounds):
+        config = pika_config(backend, max_num_seqs=40 + index)
+        order = ("bare", "forked") if index % 2 == 0 else ("forked", "bare")
+        for who in order:
+            if who == "bare":
+                server: Any = ServerManager(workdir / f"speed-bare-{index}", backend=backend)
+            else:
+                server = Carousel(workdir / f"speed-forked-{index}", backend=backend)
+                assert server.starter is not None and server.starter.wait_ready(300)
+            try:
+                report = server.start(config)
+                assert report.ok, report.error
+                order_ms(server)
+                (bare if who == "bare" else forked).append(p50_ms(server, orders))
+            finally:
+                server.close()
+        print(f"speed round {index + 1}: bare p50 {bare[-1]:.0f} ms, forked {forked[-1]:.0f} ms", flush=True)
+    ratio = statistics.median(forked) / statistics.median(bare)
+    print(
+        f"speed: forked server p50 {statistics.median(forked):.0f} ms, bare "
+        f"{statistics.median(bare):.0f} ms: {ratio:.2f}x"
+    )
+    return {"speed_ratio": ratio}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", default=",".join(PARTS))
@@ -233,6 +263,8 @@ def main() -> None:
                 results |= part_idle(workdir, backend, args.orders)
             elif part == "first":
                 results |= part_first(workdir, backend, args.orders)
+            elif part == "speed":
+                results |= part_speed(workdir, backend, args.rounds, args.orders)
     summary = ", ".join(f"{name} {value:.2f}" for name, value in results.items())
     print(f"carousel ({backend}): {summary}")
 

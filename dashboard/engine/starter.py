@@ -20,12 +20,14 @@ import atexit
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,8 @@ PRELOAD = (
     "vllm.v1.engine.core",
     "vllm.v1.engine.async_llm",
     "vllm.v1.executor.abstract",
+    "vllm.v1.executor.multiproc_executor",
+    "vllm.v1.worker.cpu_worker",
     "vllm.model_executor.models.llama",
     "transformers",
 )
@@ -319,10 +323,52 @@ def _fork_engine_processes() -> None:
     pools out of the engine; the starter's child has run no PyTorch work yet, so it has none."""
     import multiprocessing
 
+    def forking() -> multiprocessing.context.BaseContext:
+        return multiprocessing.get_context("fork")
+
     with contextlib.suppress(Exception):
         from vllm.v1.engine import utils as engine_utils
 
-        engine_utils.get_mp_context = lambda: multiprocessing.get_context("fork")
+        engine_utils.get_mp_context = forking
+    with contextlib.suppress(Exception):  # the CPU build's model worker, started by the engine process
+        from vllm.v1.executor import multiproc_executor
+
+        multiproc_executor.get_mp_context = forking
+        worker_main = multiproc_executor.WorkerProc.worker_main
+
+        def placed_worker_main(*args: Any, **kwargs: Any) -> Any:
+            _place_threads_like_a_new_process()
+            return worker_main(*args, **kwargs)
+
+        multiproc_executor.WorkerProc.worker_main = staticmethod(placed_worker_main)
+
+
+def _place_threads_like_a_new_process() -> None:
+    """vLLM's CPU build places a worker's OpenMP threads with variables (OMP_NUM_THREADS and the
+    core list) that a new Python reads when it loads OpenMP. A forked worker loaded it long before,
+    so apply them here, before its first computation: same thread count, same cores."""
+    cores = _cores_from_env(os.environ)
+    if cores:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, cores)
+    threads = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if threads.isdigit() and int(threads) > 0:
+        import torch
+
+        torch.set_num_threads(int(threads))
+
+
+def _cores_from_env(env: Mapping[str, str]) -> list[int]:
+    """The cores vLLM chose for a worker: GOMP_CPU_AFFINITY "0 1", OMP_PLACES "{0,1}" or
+    KMP_AFFINITY "...,proclist=[0,1]"."""
+    if env.get("GOMP_CPU_AFFINITY"):
+        text = env["GOMP_CPU_AFFINITY"]
+    elif env.get("OMP_PLACES"):
+        text = env["OMP_PLACES"]
+    else:
+        found = re.search(r"proclist=\[([^\]]*)\]", env.get("KMP_AFFINITY", ""))
+        text = found.group(1) if found else ""
+    return [int(number) for number in re.findall(r"\d+", text)]
 
 
 if __name__ == "__main__":

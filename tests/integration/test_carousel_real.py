@@ -99,6 +99,16 @@ def test_a_new_setting_starts_beside_the_running_server_which_then_pauses(carous
     assert processes and states(processes) == {psutil.STATUS_STOPPED}
 
 
+def test_a_forked_model_worker_keeps_the_cores_vllm_gives_it(carousel: Carousel) -> None:
+    workers = [p for p in carousel.process_tree() if "Worker" in " ".join(p.cmdline())]
+    assert workers, [p.cmdline() for p in carousel.process_tree()]
+    placements = {frozenset(os.sched_getaffinity(t.id)) for w in workers for t in w.threads()}
+    machine = set(os.sched_getaffinity(0))
+    assert len(placements) == 1  # every thread of the worker on the same cores, as in a new process
+    if len(machine) > 1:
+        assert next(iter(placements)) < machine  # vLLM keeps a core for the engine and the API server
+
+
 def test_going_back_to_a_warm_setting_is_a_flip_to_the_same_server(carousel: Carousel) -> None:
     paused = slot_of(carousel, A)
     before = {card.slot_id for card in carousel.cards()}

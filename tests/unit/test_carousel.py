@@ -219,3 +219,12 @@ def test_a_background_start_never_evicts_and_never_doubles_a_setting(tmp_path: P
     carousel._slots.pop(1)
     assert carousel.prestart(active.config) is False  # already held
     assert list(carousel._slots) == [0]
+
+
+def test_a_forked_worker_finds_the_cores_vllm_chose_in_any_of_its_three_forms() -> None:
+    from dashboard.engine.starter import _cores_from_env
+
+    assert _cores_from_env({"GOMP_CPU_AFFINITY": "0 1 3"}) == [0, 1, 3]
+    assert _cores_from_env({"OMP_PLACES": "{2,5}"}) == [2, 5]
+    assert _cores_from_env({"KMP_AFFINITY": "granularity=fine,explicit,proclist=[0,4]"}) == [0, 4]
+    assert _cores_from_env({"KMP_AFFINITY": "granularity=fine"}) == []
