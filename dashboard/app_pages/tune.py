@@ -42,7 +42,10 @@ if snap.running:
     live_progress()
 else:
     if snap.error:
-        st.error(_("The tuning stopped with an error: {error}").format(error=snap.error))
+        st.error(_("The tuning stopped because of an unexpected error."), icon=":material/error:")
+        if ui_roles.is_presenter():  # the program's own words, one click away (they are not translated)
+            with st.expander(_("Details")):
+                st.code(snap.error, language=None, wrap_lines=True)
     report = snap.report or tune_view.last_report(state.get_store())
     if report:
         tune_view.draw_result(report)

@@ -11,6 +11,7 @@ import streamlit as st
 
 from dashboard.engine import models
 from dashboard.history.store import HistoryStore
+from dashboard.i18n import translator
 from dashboard.ui import tune_view
 from tests.app.conftest import open_app, texts
 from tests.unit.test_tune import make_tuner
@@ -120,3 +121,16 @@ def test_the_chart_puts_the_knob_that_helped_most_on_its_axis(tmp_path):
     assert tune_view.strongest_knob(report) == "structured_outputs_config"  # −54%, ngram's +124% hurt
     figure = tune_view.trials_chart(report)
     assert figure.layout.xaxis.title.text == "structured_outputs_config"
+
+
+def test_a_crashed_tuning_says_so_in_vietnamese_with_the_program_s_words_one_click_away(home, monkeypatch):
+    from types import SimpleNamespace
+
+    crashed = SimpleNamespace(running=False, error="RuntimeError: the trial server vanished", report=None)
+    monkeypatch.setattr(tune_view, "get_job", lambda: SimpleNamespace(snapshot=lambda: crashed))
+    at = open_app("vi", TUNE)
+    assert not at.exception
+    assert "RuntimeError" not in " ".join(e.value for e in at.error)
+    stopped = translator("vi")("The tuning stopped because of an unexpected error.")
+    assert [e.value for e in at.error] == [stopped]
+    assert any("RuntimeError" in code.value for code in at.code)  # in the details
