@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from dashboard.engine import hardware
+from dashboard.engine.carousel import Carousel
 from dashboard.engine.config import default_config
-from dashboard.engine.server import ServerManager
 from dashboard.measure import table
 from dashboard.measure.probe import pick_port
 
@@ -32,7 +32,7 @@ def one_run(args: argparse.Namespace, number: int, workdir: Path) -> dict:
     only = args.flags.split(",") if args.flags else None
     plan = table.table_plan(base, backend, only, args.orders, args.minutes)
     print(f"run {number}: {plan.starts} starts, estimate {plan.estimate_seconds() / 60:.1f} min", flush=True)
-    manager = ServerManager(workdir / f"run{number}", backend=backend)
+    manager = Carousel(workdir / f"run{number}", backend=backend)  # as the app and the CLI run it
     began = time.monotonic()
     try:
         result = table.run_table(plan, manager)

@@ -14,8 +14,8 @@ from typing import Any
 from dashboard.cli import common
 from dashboard.cli.bench import open_history
 from dashboard.engine import flags
+from dashboard.engine.carousel import Carousel
 from dashboard.engine.report import mask_config
-from dashboard.engine.server import ServerManager
 from dashboard.history import handout
 from dashboard.history.store import HistoryStore
 from dashboard.i18n import N_, translate
@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         plan = plan.with_measured_starts(estimate.times_from_history(store.list_runs(limit=200), backend))
     print_plan(plan, lang)
     run_id = _create_run(store, plan)
-    manager = ServerManager(common.workdir(args), backend=backend)
+    manager = Carousel(common.workdir(args), backend=backend)  # fresh starts, forked: no vLLM import each
     report = common.JsonReport(
         args.json, lang, kind="table", plan=plan.to_dict(), measured=[], rows=[], history_run_id=run_id
     )

@@ -199,7 +199,7 @@ def test_a_table_that_fails_after_its_first_row_keeps_that_row(tmp_path: Path, m
         assert data["measured"] == [{"step": "aa", "value": None, "ok": False}]
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(table_cli, "ServerManager", NoServers)
+    monkeypatch.setattr(table_cli, "Carousel", NoServers)
     monkeypatch.setattr(table_cli.table, "run_table", failing_table)
     args = parse("table", "--flags", "max_num_seqs", "--no-history", "--json", str(report))
     with pytest.raises(OSError):
@@ -265,7 +265,7 @@ def test_a_table_that_ends_is_marked_done(tmp_path: Path, monkeypatch):
     def finished_table(plan, server, on_event=None, **kwargs):
         return table_cli.table.TableResult(plan=plan, started_at=0.0, duration_s=1.0)
 
-    monkeypatch.setattr(table_cli, "ServerManager", NoServers)
+    monkeypatch.setattr(table_cli, "Carousel", NoServers)
     monkeypatch.setattr(table_cli.table, "run_table", finished_table)
     args = parse("table", "--flags", "max_num_seqs", "--no-history", "--json", str(report))
     assert table_cli.run(args) == 0
