@@ -449,6 +449,10 @@ def results_section(flag: str, store: Any) -> None:
     figure = measure_charts.sweep_figure(points, flags.get(flag).cli, _)
     st.plotly_chart(figure, width="stretch", config=measure_charts.NO_BAR, key="impact.sweep_chart")
     st.dataframe(rows_table(flag, rows), hide_index=True, width="stretch")
+    for row in rows:  # whole sentences under the table: a column would cut them at 1366 px
+        if not row.get("ok"):
+            label = value_label(flag, row.get("value"))
+            st.warning(f"**{label}**: {error_text(row)}", icon=":material/block:")
     budget_for_rows(flag, rows)
 
 
@@ -463,8 +467,6 @@ def rows_table(flag: str, rows: list[dict[str, Any]]) -> pd.DataFrame:
         _("Start time"): [ui_i18n.seconds(row.get("ready_s")) for row in rows],
         _("Memory"): [ui_i18n.gib(jobs.memory_gib(row)) for row in rows],
     }
-    if not all(row.get("ok") for row in rows):  # only when a value failed: no empty, cut-off column
-        columns[_("Problem")] = ["" if row.get("ok") else error_text(row) for row in rows]
     return pd.DataFrame(columns)
 
 

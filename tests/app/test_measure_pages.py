@@ -14,6 +14,7 @@ import streamlit as st
 
 from dashboard.engine import models
 from dashboard.engine.config import default_config
+from dashboard.engine.problems import Problem
 from dashboard.history.store import HistoryStore
 from dashboard.measure.compare import BeforeAfter, Probe, Side
 from dashboard.measure.memory import Mark, MemorySampler
@@ -188,6 +189,35 @@ def test_a_stored_sweep_shows_its_verdict_chart_and_table(stand_in, cpu_sampler,
     assert "No clear difference." in [s.value for s in at.success]
     chart = chart_titled(at, "What changed when the value changed · --max-num-seqs")
     assert all(len(trace["x"]) == 2 for trace in chart["data"])
+
+
+def test_a_refused_value_of_a_stored_sweep_is_said_in_a_whole_sentence_under_the_table(
+    stand_in, cpu_sampler, job, home
+) -> None:
+    history = store(home)
+    run_id = history.create_run(
+        "sweep", {"model": "embedded", "values": {}, "sweep": {"flag": "max_model_len"}}
+    )
+    history.add_row(run_id, {"flag": "max_model_len", "value": 1024, "ok": True, "ttft_p50_ms": 95.0,
+                             "itl_p50_ms": 30.0, "e2e_p50_ms": 700.0, "output_tokens_per_s": 25.0,
+                             "ready_s": 5.0, "process_rss_bytes": 3 * 1024**3})  # fmt: skip
+    refused = Problem(
+        "max_model_len_above_model",
+        "--max-model-len {value} is longer than this model can read ({limit} tokens).",
+        "max_model_len",
+        {"value": 99999, "limit": 8192},
+        suggestion=8192,
+    )
+    history.add_row(
+        run_id, {"flag": "max_model_len", "value": 99999, "ok": False, "error": refused.to_dict()}
+    )
+    history.finish_run(run_id, {"flag": "max_model_len", "verdict_en": "Not enough.", "verdict_vi": "x"})
+    at = open_app("vi", IMPACT)
+    at.selectbox(key="impact.flag").set_value("max_model_len").run()
+    table = at.dataframe[0].value
+    assert "Vấn đề" not in table.columns and len(table.columns) == 7  # nothing to cut at 1366 px
+    warnings = [w.value for w in at.warning if "99999" in w.value or "99.999" in w.value]
+    assert len(warnings) == 1 and "8.192" in warnings[0], [w.value for w in at.warning]
 
 
 def test_the_whole_table_has_the_briefs_columns_and_marks_gpu_only_flags(stand_in, cpu_sampler, job) -> None:
