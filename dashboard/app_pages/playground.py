@@ -451,6 +451,7 @@ def page() -> None:
             )
         st.session_state[XRAY_KEY] = load_view.collect_xray(result)  # after the hold: others may order
         st.session_state[BURST_KEY] = result
+        st.session_state[SERVER_KEY] = extras.server_identity(snap)  # kept over re-runs (a language switch)
         save_burst(snap, preset, result)
         workload = loadgen.Workload.from_request(request, json_mode=json_mode, label="playground-burst")
         st.session_state[CARD_KEY] = card_export.load_card(snap, workload, plan, result, preset.name)

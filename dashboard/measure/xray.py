@@ -227,13 +227,22 @@ class XrayRow:
 
     @property
     def waiting_ms(self) -> float | None:
-        """From vLLM taking the order in to its first-token work: the server's first-token time less
-        that work (`gen_ai.latency.time_to_first_token` - prefill), so the wait to be handed to the busy
-        engine counts too; vLLM's own queue time (`queue_ms`, a part of it) where the span has no
-        first-token time."""
-        if self.server_ttft_ms is not None and self.prefill_ms is not None:
-            return max(self.server_ttft_ms - self.prefill_ms, 0.0)
-        return self.queue_ms
+        """From vLLM taking the order in to the start of its first-token work, the wait to be handed to
+        a busy engine included (vLLM's own queue time, `queue_ms`, is only a part of it).
+
+        vLLM's first-token and end-to-end times run on its API server's clock, the prefill and decode
+        times on its engine's: what precedes the prefill is read from both ends (first-token time less
+        prefill; end-to-end time less prefill and decode) and the smaller kept, so the API server's delay
+        in passing on a busy engine's tokens is not counted twice (it stays in HTTP and handling).
+        vLLM's queue time alone where the span has no first-token time."""
+        if self.prefill_ms is None:
+            return self.queue_ms
+        ends = []
+        if self.server_ttft_ms is not None:
+            ends.append(self.server_ttft_ms - self.prefill_ms)
+        if self.server_e2e_ms is not None and self.decode_ms is not None and self.server_ttft_ms is not None:
+            ends.append(self.server_e2e_ms - self.prefill_ms - self.decode_ms)
+        return max(min(ends), 0.0) if ends else self.queue_ms
 
     @property
     def http_ms(self) -> float | None:

@@ -613,7 +613,7 @@ def xray_hover(row: Any, _: Translate = _identity, ms: Callable[[float | None], 
     if row.has_span:
         lines += [
             _(XRAY_NAMES["queue"]) + ": " + ms(row.waiting_ms),
-            "  " + _("of it in vLLM's queue: {queue}").format(queue=ms(row.queue_ms)),
+            "↳ " + _("of it in vLLM's queue: {queue}").format(queue=ms(row.queue_ms)),
             _(XRAY_NAMES["prefill"]) + ": " + ms(row.prefill_ms),
             _(XRAY_NAMES["decode"]) + ": " + ms(row.decode_ms),
             _(XRAY_NAMES["http"]) + ": " + ms(row.overhead_ms()),
@@ -640,7 +640,6 @@ def xray_figure(
     """The request X-ray (`dashboard.measure.xray.Xray`): one row per request in the order they were
     sent, its pieces laid end to end on a time axis (seconds since the first send); a request without
     vLLM's timings is one grey bar of the client's clock; preemption moments are red bands."""
-    labels = {row.index: _("#{n}").format(n=row.index) for row in view.rows}
     pieces: dict[str, tuple[list, list, list, list]] = {kind: ([], [], [], []) for kind in XRAY_NAMES}
     for row in view.rows:
         hover = xray_hover(row, _, ms)
@@ -649,7 +648,7 @@ def xray_figure(
             bases, lengths, names, hovers = pieces[kind]
             bases.append(start_ms / 1000.0)
             lengths.append(length_ms / 1000.0)
-            names.append(labels[row.index])
+            names.append(row.index)
             hovers.append(hover)
     figure = go.Figure()
     for kind in ("queue", "prefill", "decode", "http", "client_only"):
@@ -680,15 +679,22 @@ def xray_figure(
             annotation_position="top left",
             annotation_font_color=LEGO_RED,
         )
-    order = [labels[row.index] for row in view.rows]
-    figure.update_yaxes(categoryorder="array", categoryarray=order, autorange="reversed", title_text=None)
+    count = len(view.rows)
+    figure.update_yaxes(
+        autorange="reversed",
+        title_text=_("Order"),
+        tickmode="auto",
+        nticks=min(count, 12) + 1,
+        zeroline=False,
+    )
     figure.update_xaxes(title_text=_("Seconds since the first order was sent"), rangemode="tozero")
-    height = min(1100, max(280, 150 + 18 * len(order)))
+    height = min(1100, max(280, 150 + 18 * count))
     figure = _layout(figure, "", height)
     figure.update_layout(
         barmode="overlay",
         bargap=0.25,
         hovermode="closest",
+        hoverlabel={"align": "left"},
         title=None,
         margin={"l": 10, "r": 10, "t": 30, "b": 10},
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0},

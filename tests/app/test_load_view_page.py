@@ -144,6 +144,17 @@ def test_the_xray_draws_every_order_from_the_spans_the_server_sent(
     (chart,) = [c for c in at.get("plotly_chart") if "Token-by-token work" in c.proto.spec]
     assert "Our clock only" not in chart.proto.spec and "Order #4" in chart.proto.spec
     assert "the server's counter was not read" in shown  # the stand-in's /metrics counts no preemptions
+    at.session_state["lang"] = "vi"  # the language switch re-runs the page: the burst and its X-ray stay
+    at.run()
+    assert not at.exception, at.exception
+    assert "Soi chiếu từng đơn hàng" in texts(at)
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    (xray_spec,) = [
+        spec for spec in specs if any("Viết từng chữ một" in t.get("name", "") for t in spec["data"])
+    ]
+    hovers = [text for trace in xray_spec["data"] for text in trace["hovertext"]]
+    assert any(text.startswith("<b>Đơn số 4</b>") for text in hovers)
+    assert not any("Token-by-token" in trace["name"] for trace in xray_spec["data"])
 
 
 def test_the_arrival_choice_speaks_vietnamese(manager: StandInManager) -> None:

@@ -1,6 +1,7 @@
 """The live floor in a real browser: start the factory, send a burst of orders from the playground and
 watch the floor move while they are served (lanes busy, tokens per second), from the real server's own
-/metrics; then replay the run, and look at the floor in Vietnamese. Screenshots in both languages."""
+/metrics; then the request X-ray of the burst (from the spans the server sent the app), the replay of
+the run, and the X-ray and the floor in Vietnamese. Screenshots in both languages."""
 
 from __future__ import annotations
 
@@ -80,6 +81,7 @@ def test_floor_moves_while_a_burst_is_served_and_replays_it(lego_app, browser_pa
         timeout=300_000
     )
     wait_until_idle(page)
+    look_at_the_xray(page, "en", shots)
 
     page.get_by_text(_("Replay the last run"), exact=True).click()
     replay = (
@@ -100,6 +102,10 @@ def test_floor_moves_while_a_burst_is_served_and_replays_it(lego_app, browser_pa
     assert any(re.match(r"^[1-9]", m.strip()) for m in moments), moments
     shots.take(page, "floor-replay", "en", full_page=True)
 
+    page.get_by_test_id("stSidebar").get_by_text("Tiếng Việt", exact=True).click()  # the same session
+    wait_until_idle(page)
+    look_at_the_xray(page, "vi", shots)
+
     page.goto(lego_app.url + "/playground?lang=vi")
     vi = translator("vi")
     expect(main_area(page).get_by_role("heading", name=vi("Prompt playground"))).to_be_visible(
@@ -110,3 +116,23 @@ def test_floor_moves_while_a_burst_is_served_and_replays_it(lego_app, browser_pa
     assert "Lanes busy" not in floor.inner_text()
     floor.scroll_into_view_if_needed()
     shots.take(page, "floor", "vi")
+
+
+def look_at_the_xray(page: Page, lang: str, shots) -> None:
+    """The burst's X-ray is drawn from vLLM's own timings (its legend has the server's parts, no
+    client-only bar), and hovering an order shows its numbers."""
+    _ = translator(lang)
+    chart = page.locator(".st-key-playground-xray_chart")
+    expect(chart).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    expect(main_area(page).get_by_text(_("X-ray of every order"))).to_be_visible()
+    for name in ("Waiting for a lane", "Token-by-token work (writing the answer)", "HTTP and handling"):
+        expect(chart).to_contain_text(_(name), timeout=PAGE_TIMEOUT_MS)
+    assert _("Our clock only (vLLM's timings did not arrive)") not in (chart.text_content() or "")
+    chart.scroll_into_view_if_needed()
+    bars = chart.locator("g.trace.bars g.point path")
+    expect(bars.first).to_be_visible()
+    box = bars.nth(bars.count() // 2).bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)  # plotly's drag layer on top
+    expect(chart.locator(".hoverlayer")).to_contain_text(prefix(_("Order #{n}")), timeout=PAGE_TIMEOUT_MS)
+    shots.take(page, "xray", lang)

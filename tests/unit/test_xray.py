@@ -167,7 +167,7 @@ def test_the_xray_chart_draws_each_kind_of_piece_and_marks_preemptions():
         measure_charts.XRAY_NAMES[k] for k in ("queue", "prefill", "decode", "http", "client_only")
     ]
     grey = figure.data[-1]
-    assert list(grey.y) == ["#2"] and grey.x[0] == pytest.approx(0.9)  # our clock only, no invented parts
+    assert list(grey.y) == [2] and grey.x[0] == pytest.approx(0.9)  # our clock only, no invented parts
     assert "Order #1" in figure.data[0].hovertext[0] and "did not arrive" in grey.hovertext[0]
     (band,) = figure.layout.shapes
     assert (band.x0, band.x1) == (0.5, 1.0)
@@ -183,3 +183,13 @@ def test_waiting_counts_the_handover_to_a_busy_engine_not_only_vllms_queue():
     queue_only = xray.ServerTimes("a", 100.0, 0.01, 0.2, 1.0, 1.3)  # no first-token time in the span
     (short,) = xray.join([timing("a", 100.0, 1400.0)], [queue_only])
     assert short.waiting_ms == pytest.approx(10.0) and not short.adds_up()
+
+
+def test_the_api_servers_delay_in_passing_on_tokens_is_not_counted_twice():
+    # the engine wrote its first token at 250 ms, the API server (busy) passed it on at 400 ms: its
+    # first-token time says 400, while prefill and decode run on the engine's clock
+    late = xray.ServerTimes("a", 100.0, 0.0, 0.2, 1.0, 1.3, ttft_s=0.4)
+    (row,) = xray.join([timing("a", 100.0, 1350.0)], [late])
+    assert row.waiting_ms == pytest.approx(100.0)  # e2e less prefill and decode: the smaller reading
+    assert row.segments()[-1][1] + row.segments()[-1][2] == pytest.approx(row.end_ms)
+    assert sum(length for kind, _at, length in row.segments() if kind != "http") <= row.server_e2e_ms + 1e-9
