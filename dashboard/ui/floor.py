@@ -26,8 +26,8 @@ from dashboard.measure.floor import FloorLimits, FloorSampler, FloorState, Part
 from dashboard.ui import i18n as ui_i18n
 from dashboard.ui import state
 
-REFRESH_S = 0.4  # the fragment's timer: 2.5 redraws per second
-SCRAPE_S = 0.25  # the sampler looks more often, so each redraw finds a fresh look
+REFRESH_S = 0.48  # the fragment's timer: about 2.1 redraws per second
+SCRAPE_S = 0.45  # a little more often than the redraws, so each finds a fresh look
 MAX_BRICKS = 32  # lanes drawn; beyond that one brick stands for several lanes
 MAX_WAITING_BRICKS = 24
 BAR_SEGMENTS = 20
