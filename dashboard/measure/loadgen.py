@@ -690,7 +690,8 @@ def _isolated_child(
     bridge = threading.Event()
 
     def watch_stop() -> None:
-        stop.wait()
+        while not stop.value:  # a shared flag, polled: see run_load_isolated
+            time.sleep(0.1)
         bridge.set()
 
     threading.Thread(target=watch_stop, daemon=True).start()
@@ -719,18 +720,21 @@ def run_load_isolated(
 ) -> LoadResult:
     """`run_load` in a process of its own: no other thread of the caller (a page, a memory sampler)
     shares its interpreter lock, so none can hold the event loop back and stamp tokens late.
-    Progress and the stop request cross over through a queue and an event."""
+    Progress crosses over through a queue, the stop request through a shared flag that the child polls.
+    Not a multiprocessing Event: setting one waits for every waiter to wake, and a waiter in a child that
+    has already ended never does, so the page hung for good after a load test."""
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
-    progress, results, stop_child = context.Queue(), context.Queue(), context.Event()
+    progress, results = context.Queue(), context.Queue()
+    stop_child = context.Value("b", 0, lock=False)
     args = (base_url, model, workload, plan, api_key, watch_metrics)
     child = context.Process(target=_isolated_child, args=(args, progress, stop_child, results), daemon=True)
     child.start()
     try:
         while True:
             if stop is not None and stop.is_set():
-                stop_child.set()
+                stop_child.value = 1
             try:
                 item = progress.get(timeout=0.1)
             except queue.Empty:
@@ -743,7 +747,7 @@ def run_load_isolated(
                 on_progress(*item)
         status, payload = results.get(timeout=30)
     finally:
-        stop_child.set()
+        stop_child.value = 1
         child.join(10)
     if status != "ok":
         raise RuntimeError(payload)

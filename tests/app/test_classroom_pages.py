@@ -14,7 +14,15 @@ from dashboard.engine.config import default_config
 from dashboard.engine.problems import Problem
 from dashboard.engine.report import ServerSnapshot
 from dashboard.ui import widgets
-from tests.app.conftest import APP, TIMEOUT_S, StandInManager, open_app, ready_snapshot, texts
+from tests.app.conftest import (
+    APP,
+    BURST_TIMEOUT_S,
+    TIMEOUT_S,
+    StandInManager,
+    open_app,
+    ready_snapshot,
+    texts,
+)
 
 VISITOR_LINE = "You are watching as a visitor: only the presenter can change the factory."
 
@@ -297,7 +305,7 @@ def test_a_playground_load_test_owns_the_server_while_its_orders_run(monkeypatch
 
     monkeypatch.setattr(loadgen, "run_load_isolated", measured_while_held)
     at = open_app("en", "app_pages/playground.py")
-    at.button(key="playground.burst_button").click().run()
+    at.button(key="playground.burst_button").click().run(timeout=BURST_TIMEOUT_S)
     assert len(stand_in.seen) == 1, "the load test did not run"
     held = stand_in.seen[0]
     assert held is not None, "the load test ran without owning the server"

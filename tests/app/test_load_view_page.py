@@ -18,7 +18,7 @@ from aiohttp import web
 
 from dashboard.engine.config import default_config
 from dashboard.measure import metrics, xray
-from tests.app.conftest import StandInManager, open_app, ready_snapshot, texts
+from tests.app.conftest import BURST_TIMEOUT_S, StandInManager, open_app, ready_snapshot, texts
 from tests.unit.test_xray import export, span
 
 PLAYGROUND = "app_pages/playground.py"
@@ -109,7 +109,7 @@ def test_customers_arriving_evenly_are_measured_and_the_three_clocks_explained(
     at.slider(key="playground.copies").set_value(3).run()
     at.radio(key="load.shape").set_value("constant").run()
     at.number_input(key="load.shape.rate").set_value(20.0).run()
-    at.button(key="playground.burst_button").click().run()
+    at.button(key="playground.burst_button").click().run(timeout=BURST_TIMEOUT_S)
     assert not at.exception, at.exception
     result = at.session_state["playground.burst"]
     assert (result.shape, result.rate, result.ok, result.errors) == ("constant", 20.0, 3, 0)
@@ -132,7 +132,7 @@ def test_the_xray_draws_every_order_from_the_spans_the_server_sent(
     manager.snap = dataclasses.replace(snapshot, base_url=stand_in_url)
     at = open_app("en", PLAYGROUND)
     at.slider(key="playground.copies").set_value(4).run()
-    at.button(key="playground.burst_button").click().run()
+    at.button(key="playground.burst_button").click().run(timeout=BURST_TIMEOUT_S)
     assert not at.exception, at.exception
     view = at.session_state["playground.xray"]
     assert (len(view.rows), view.with_span, view.missing) == (4, 4, 0)

@@ -10,7 +10,7 @@ import pytest
 from dashboard.engine.config import port_is_free
 from dashboard.engine.server import ServerManager
 from dashboard.ui import state, widgets
-from tests.app.conftest import open_app, texts
+from tests.app.conftest import BURST_TIMEOUT_S, open_app, texts
 
 pytestmark = pytest.mark.server
 
@@ -77,7 +77,7 @@ def test_many_customers_at_once_are_measured_and_drawn(real_manager: ServerManag
         _started_factory(real_manager)
     at = open_app("en", "app_pages/playground.py")
     at.slider(key="playground.copies").set_value(4).run()
-    at.button(key="playground.burst_button").click().run()
+    at.button(key="playground.burst_button").click().run(timeout=BURST_TIMEOUT_S)
     assert not at.exception
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Whole group served in"].endswith(" s")
@@ -94,7 +94,7 @@ def test_customers_arriving_evenly_are_measured_with_the_chosen_rate(real_manage
     at.slider(key="playground.copies").set_value(3).run()
     at.radio(key="load.shape").set_value("constant").run()
     at.number_input(key="load.shape.rate").set_value(5.0).run()
-    at.button(key="playground.burst_button").click().run()
+    at.button(key="playground.burst_button").click().run(timeout=BURST_TIMEOUT_S)
     assert not at.exception
     result = at.session_state["playground.burst"]
     assert (result.shape, result.rate, result.ok) == ("constant", 5.0, 3)
