@@ -31,6 +31,7 @@ import psutil
 
 from dashboard.engine import config as config_mod
 from dashboard.engine import hardware, models, warmup
+from dashboard.engine import starter as starter_mod
 from dashboard.engine.config import ServerConfig
 from dashboard.engine.problems import Problem
 from dashboard.engine.report import ServerSnapshot, StartupReport, mask_config, mask_secrets, refused_report
@@ -756,10 +757,11 @@ _hooks_lock = threading.Lock()
 
 
 def stop_all() -> None:
-    """Stop every server this process started (on exit, on SIGTERM)."""
+    """Stop every server this process started, and the starters it prepared (on exit, on SIGTERM)."""
     for manager in list(_MANAGERS):
         with contextlib.suppress(Exception):
             manager.close()
+    starter_mod.close_all()
 
 
 def _on_sigterm(previous):

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,16 @@ PRELOAD = (
 
 
 # ------------------------------------------------------------------------------------------ client side
+
+
+_LAUNCHED: weakref.WeakSet[Starter] = weakref.WeakSet()
+
+
+def close_all() -> None:
+    """Close every starter this process launched (the app's exit on SIGHUP or SIGTERM)."""
+    for starter in list(_LAUNCHED):
+        with contextlib.suppress(Exception):
+            starter.close()
 
 
 class ForkedProcess:
@@ -105,6 +116,7 @@ class Starter:
             (self.workdir / STATE_NAME).write_text(json.dumps(state), encoding="utf-8")
         threading.Thread(target=self._wait_ready, name="lego-starter-wait", daemon=True).start()
         atexit.register(self.close)
+        _LAUNCHED.add(self)
 
     def ready(self) -> bool:
         return (

@@ -127,3 +127,19 @@ def test_the_carousels_starter_of_a_dead_app_is_reaped_too(home: Path):
     (folder / "starter.json").write_text(json.dumps(state), encoding="utf-8")
     lifecycle.reap_leftovers()
     assert gone(waiting)
+
+
+def test_stopping_everything_also_ends_the_prepared_starters(tmp_path, monkeypatch) -> None:
+    import subprocess
+    import weakref
+
+    from dashboard.engine import server as server_mod
+    from dashboard.engine import starter as starter_mod
+
+    prepared = starter_mod.Starter(tmp_path)
+    process = subprocess.Popen(["sleep", "60"], start_new_session=True)  # stands in for its Python
+    prepared._proc = process
+    monkeypatch.setattr(server_mod, "_MANAGERS", weakref.WeakSet())  # nobody else's servers
+    monkeypatch.setattr(starter_mod, "_LAUNCHED", weakref.WeakSet([prepared]))
+    server_mod.stop_all()
+    assert process.wait(timeout=10) == -9  # killed, not left behind
