@@ -75,18 +75,14 @@ def part_flip(workdir: Path, backend: str, rounds: int) -> dict[str, float]:
         carousel.close()
 
 
-def turns(index: int, first: str, second: str) -> tuple[str, str]:
-    """Who goes first in round `index`: the two take turns, so a drift of the machine hits both alike."""
-    return (first, second) if index % 2 == 0 else (second, first)
-
-
 def part_cold(workdir: Path, backend: str, rounds: int) -> dict[str, float]:
     """The same flags started bare and by the factory, alternating which goes first."""
     factory: list[float] = []
     bare: list[float] = []
     for index in range(rounds):
         config = pika_config(backend, max_num_seqs=20 + index)
-        for who in turns(index, "bare", "factory"):
+        order = ("bare", "factory") if index % 2 == 0 else ("factory", "bare")
+        for who in order:
             if who == "bare":
                 seconds, report = _bare_start_s(workdir / f"bare-{index}", backend, config)
                 bare.append(seconds)
@@ -222,7 +218,8 @@ def part_speed(workdir: Path, backend: str, rounds: int, orders: int) -> dict[st
     bare: list[float] = []
     for index in range(rounds):
         config = pika_config(backend, max_num_seqs=40 + index)
-        for who in turns(index, "bare", "forked"):
+        order = ("bare", "forked") if index % 2 == 0 else ("forked", "bare")
+        for who in order:
             if who == "bare":
                 server: Any = ServerManager(workdir / f"speed-bare-{index}", backend=backend)
             else:

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
-import math
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -163,6 +159,8 @@ def print_problem(problem: Problem, lang: str, out: TextIO = sys.stderr) -> None
 
 def finite(data: Any) -> Any:
     """The data with NaN and infinities as None, so the JSON is valid everywhere."""
+    import math
+
     if isinstance(data, float) and not math.isfinite(data):
         return None
     if isinstance(data, dict):
@@ -177,6 +175,9 @@ def write_partial(path: Path | None, data: dict[str, Any]) -> None:
     that fails later keeps what was measured. Quiet: the final write says where the report is."""
     if path is None:
         return
+    import json
+    import os
+
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".partial")
     temporary.write_text(
@@ -221,6 +222,8 @@ class JsonReport:
         print(translate(N_("Report written to {path}"), self.lang, path=str(self.path)), flush=True)
 
     def _write(self, status: str) -> None:
+        import contextlib
+
         # a report that cannot be written (disk full) must not end the measurement it reports on;
         # the final write says so loudly
         with contextlib.suppress(OSError):
