@@ -450,8 +450,13 @@ class Carousel:
         slot = self._new_slot(config.with_values({"port": port}), predicted, timeout, None)
         slot.background = True
         slot.manager.cores = cores
-        report, started = self._start_in_slot(slot, pending=False)
-        if not started:
+        with self._lock:
+            self._slots[slot.slot_id] = slot
+            self._reserved_ids.discard(slot.slot_id)
+        report = slot.manager.start(slot.config, wait=False, timeout=timeout)
+        slot.start_kind = slot.manager.last_start_kind
+        if slot.manager.snapshot().status not in ("starting", "ready"):
+            self._remove(slot)
             return False
         self._note("prestarted", slot.config)
         threading.Thread(
@@ -633,30 +638,21 @@ class Carousel:
         on_phase: PhaseCallback | None,
     ) -> tuple[StartupReport, _Slot | None]:
         slot = self._new_slot(config, predicted, timeout, on_phase, starter_ready)
-        report, started = self._start_in_slot(slot, pending=True)
-        if not started:
+        slot_id, manager = slot.slot_id, slot.manager
+        with self._lock:
+            self._slots[slot_id] = slot
+            self._reserved_ids.discard(slot_id)
+            self._pending = slot_id
+        report = manager.start(config, wait=False, timeout=timeout, on_phase=on_phase)
+        slot.start_kind = manager.last_start_kind
+        if manager.snapshot().status not in ("starting", "ready"):
+            with self._lock:
+                self._slots.pop(slot_id, None)
+                self._pending = None
+            self._stop_slots([slot])
             self._remember_failure(report)
             return report, None
         return report, slot
-
-    def _start_in_slot(self, slot: _Slot, pending: bool) -> tuple[StartupReport, bool]:
-        """Add a new slot and start its server without waiting; False (slot dropped) when it did not
-        even get going. A pending slot is the start people see; a background one is not."""
-        with self._lock:
-            self._slots[slot.slot_id] = slot
-            self._reserved_ids.discard(slot.slot_id)
-            if pending:
-                self._pending = slot.slot_id
-        report = slot.manager.start(slot.config, wait=False, timeout=slot.timeout, on_phase=slot.on_phase)
-        slot.start_kind = slot.manager.last_start_kind
-        if slot.manager.snapshot().status in ("starting", "ready"):
-            return report, True
-        with self._lock:
-            self._slots.pop(slot.slot_id, None)
-            if self._pending == slot.slot_id:
-                self._pending = None
-        self._stop_slots([slot])
-        return report, False
 
     def _new_slot(
         self,
@@ -668,13 +664,13 @@ class Carousel:
     ) -> _Slot:
         with self._lock:
             slot_id = self._free_slot_id()
+            manager = ServerManager(self.workdir / "slots" / str(slot_id), backend=self.backend)
             self._reserved_ids.add(slot_id)  # until the slot joins `_slots`
-        manager = ServerManager(self.workdir / "slots" / str(slot_id), backend=self.backend)
         if starter_ready is None:
             starter_ready = self.starter is not None and self.starter.ready()
-        # always set: a manager would otherwise take the process-wide shared starter, and `probe`'s
-        # carousel (no starter) must measure a bare start
-        manager.starter = self.starter if starter_ready else None
+        manager.starter = (
+            self.starter if starter_ready else None
+        )  # never a starter the carousel did not choose
         manager.extra_argv = list(self.extra_argv)
         manager.extra_env = dict(self.extra_env)
         if self.sleep_mode:
