@@ -24,6 +24,9 @@ from dashboard.ui import roles as ui_roles
 MODEL_KEY = "factory.model"
 PRESET_KEY = "factory.preset"
 GROUP_KEY = "factory.group"
+# A plain copy of the chosen group: Streamlit drops a widget's state after a run that did not draw it (an
+# interrupted run can look like that), and the switch would then jump back to the first group.
+CHOSEN_GROUP_KEY = "factory.group.chosen"
 NOTICE_KEY = "factory.notice"
 PORT_SEEN_KEY = "factory.port_followed"  # the served server whose port the controls last followed
 LIVE_STATUSES = ("starting", "ready", "stopping")
@@ -244,7 +247,8 @@ def flag_groups(
     controls are drawn (a redraw stays quick); the other flags keep their pending values."""
     _ = ui_i18n.translator()
     if st.session_state.get(GROUP_KEY) not in flags.GROUPS:
-        st.session_state[GROUP_KEY] = flags.GROUPS[0]
+        chosen = st.session_state.get(CHOSEN_GROUP_KEY)
+        st.session_state[GROUP_KEY] = chosen if chosen in flags.GROUPS else flags.GROUPS[0]
     group = st.segmented_control(
         _("Part of the factory"),
         list(flags.GROUPS),
@@ -254,6 +258,7 @@ def flag_groups(
         label_visibility="collapsed",
         width="stretch",
     )
+    st.session_state[CHOSEN_GROUP_KEY] = group
     values: dict[str, Any] = dict(pending.values)
     st.caption(_(flag_texts.group_texts(group).analogy))
     columns = st.columns(2, gap="medium")

@@ -136,6 +136,11 @@ class ManagerView:
     def snapshot(self) -> Any:
         return self._manager.snapshot()
 
+    def prestart(self, config: ServerConfig, timeout: float = 600) -> bool:
+        """The wrapped carousel's background start of a coming value; False for a plain manager."""
+        prestart = getattr(self._manager, "prestart", None)
+        return bool(prestart(config, timeout=timeout)) if prestart is not None else False
+
 
 # ---------------------------------------------------------------------------------------------- running
 

@@ -58,6 +58,17 @@ def test_only_the_chosen_part_of_the_factory_is_drawn(manager: StandInManager) -
     assert "--max-num-seqs: 128 → 256" in texts(at)
 
 
+def test_the_chosen_part_of_the_factory_survives_streamlit_forgetting_the_switch(
+    manager: StandInManager,
+) -> None:
+    at = open_app("en")
+    show_group_of(at, "max_num_seqs")
+    at.session_state["factory.group"] = None  # as if Streamlit had dropped the switch's state
+    at.run()
+    assert at.segmented_control(key="factory.group").value == "lanes"
+    assert widgets.widget_key("max_num_seqs") in _widget_keys(at)
+
+
 def test_flags_without_effect_on_cpu_say_so(manager: StandInManager) -> None:
     at = open_app("en")
     page = texts(at)

@@ -91,3 +91,31 @@ def test_a_change_inside_the_noise_is_no_clear_change(monkeypatch):
         noise_pair=True,
     )
     assert "no clear change" in result.verdict("en")
+
+
+class CarouselLike(AnsweringManager):
+    """Also takes background starts, as the carousel does; remembers which values were asked early."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.prestarted: list[int] = []
+
+    def prestart(self, config, timeout=600) -> bool:
+        self.prestarted.append(config.get("max_num_seqs"))
+        return True
+
+
+def test_a_sweep_through_its_view_asks_the_carousel_to_start_each_next_value_early(monkeypatch):
+    carousel = CarouselLike()
+    monkeypatch.setattr(sweep.loadgen, "run_load", fake_load(lambda: 500.0))
+    monkeypatch.setattr(sweep.metrics, "try_scrape", lambda url: None)
+    sweep.run_sweep(
+        "max_num_seqs",
+        [4, 16, 64],
+        default_config("cpu"),
+        Workload.synthetic(16, 4),
+        sweep.ManagerView(carousel),  # as the CLI and the page's job drive it
+        plan=LoadPlan(concurrency=1, requests=2),
+    )
+    assert carousel.prestarted == [16, 64]  # each value asked for while the one before was measured
+    assert sweep.ManagerView(AnsweringManager()).prestart(default_config("cpu")) is False
