@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import statistics
 import threading
 import time
 
@@ -253,7 +254,11 @@ def test_constant_rate_spaces_arrivals_evenly():
     result = _run(server, LoadPlan.of_shape("constant", rate=20.0, requests=6))
     gaps = [b - a for a, b in zip(server.arrivals, server.arrivals[1:], strict=False)]
     assert result.ok == 6 and result.shape == "constant"
-    assert all(0.035 < gap < 0.09 for gap in gaps), gaps  # 50 ms apart, give or take the loop
+    # 50 ms apart: one late arrival shortens the next gap (the schedule catches up), so look at the
+    # typical gap and the whole span rather than at every gap on a busy machine
+    assert 0.04 < statistics.median(gaps) < 0.06, gaps
+    assert 0.2 < server.arrivals[-1] - server.arrivals[0] < 0.35, gaps
+    assert max(gaps) < 2 * statistics.median(gaps), gaps
 
 
 def test_poisson_rate_spaces_arrivals_unevenly():
