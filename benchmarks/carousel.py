@@ -90,6 +90,8 @@ def part_cold(workdir: Path, backend: str, rounds: int) -> dict[str, float]:
                 seconds, kind, report = _factory_start_s(workdir / f"factory-{index}", backend, config)
                 factory.append(seconds)
             print(f"  {who} phases: {phase_line(report)}", flush=True)
+            for line in vllm_timing_lines(report):
+                print(f"    vLLM: {line}", flush=True)
         print(
             f"cold round {index + 1}: bare {bare[-1]:.1f} s, factory {factory[-1]:.1f} s ({kind})", flush=True
         )
@@ -106,6 +108,20 @@ def phase_line(report: Any) -> str:
         parts.append(f"{entry['phase']} {entry['seconds'] - previous:.1f}")
         previous = entry["seconds"]
     return ", ".join(parts)
+
+
+VLLM_TIMING_WORDS = ("took", "secs", "seconds", "Dynamo", "torch.compile", "Graph capturing", "cache")
+
+
+def vllm_timing_lines(report: Any) -> list[str]:
+    """vLLM's own timing lines from the server's log (loading, compiling, graph capture, profiling):
+    the detail inside the factory's coarser phases."""
+    try:
+        text = Path(report.log_path).read_text(errors="replace")
+    except OSError:
+        return []
+    lines = [line.split("] ", 1)[-1] for line in text.splitlines() if "INFO" in line or "WARNING" in line]
+    return [line[:200] for line in lines if any(word in line for word in VLLM_TIMING_WORDS)]
 
 
 def _bare_start_s(workdir: Path, backend: str, config: ServerConfig) -> tuple[float, Any]:
