@@ -47,12 +47,13 @@ class Metric:
     lower_is_faster: bool = True  # speed only: a time (True) or a rate (False)
     scale: float = 1.0  # row value x scale = the shown value
     unit: str = ""
+    samples_key: str = ""  # the row's per-order figures behind it (SweepRow.samples), where there are any
 
 
 METRICS: dict[str, Metric] = {
-    "e2e_ms": Metric("e2e_ms", "e2e_p50_ms", "speed", unit="ms"),
-    "ttft_ms": Metric("ttft_ms", "ttft_p50_ms", "speed", unit="ms"),
-    "tpot_ms": Metric("tpot_ms", "tpot_p50_ms", "speed", unit="ms"),
+    "e2e_ms": Metric("e2e_ms", "e2e_p50_ms", "speed", unit="ms", samples_key="e2e_ms"),
+    "ttft_ms": Metric("ttft_ms", "ttft_p50_ms", "speed", unit="ms", samples_key="ttft_ms"),
+    "tpot_ms": Metric("tpot_ms", "tpot_p50_ms", "speed", unit="ms", samples_key="tpot_ms"),
     "output_tokens_per_s": Metric(
         "output_tokens_per_s", "output_tokens_per_s", "speed", lower_is_faster=False, unit="tokens/s"
     ),

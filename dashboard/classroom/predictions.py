@@ -3,19 +3,22 @@ starts, and the reveal puts the measured result beside the class's guesses (no S
 
 A guess has a direction (speed: faster / slower / same; memory: more / less / same) and an amount
 (roughly how much: within 10%, up to 1.5x, 1.5x-3x, more than 3x). The measured direction comes from
-the ratio after/before of the step's metric, with the same 10% band for "same".
+the ratio after/before of the step's metric, with the same 10% band for "same". A speed difference
+that the orders' own spread cannot tell from zero (its 95% interval holds 1) is also "the same": a
+lesson must not teach noise as a finding.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from dashboard.classroom.lessons import Lesson, LessonStep, Metric
 from dashboard.i18n import N_
+from dashboard.measure import stats
 
 SAME_BAND = 0.10  # within 10% counts as "the same"
 DIRECTIONS = {"speed": ("faster", "slower", "same"), "memory": ("more", "less", "same")}
@@ -57,6 +60,7 @@ class Outcome:
     ratio: float  # the larger over the smaller (>= 1)
     direction: str
     amount: str
+    within_spread: bool = False  # bigger than 10%, but inside the spread of the orders: "the same"
 
 
 def amount_of(ratio: float) -> str:
@@ -69,12 +73,22 @@ def amount_of(ratio: float) -> str:
     return "over_3x"
 
 
-def outcome(metric: Metric, before: float | None, after: float | None) -> Outcome | None:
-    """The measured answer to the step's question, or None when either figure is missing."""
+def outcome(
+    metric: Metric,
+    before: float | None,
+    after: float | None,
+    before_samples: Sequence[float] = (),
+    after_samples: Sequence[float] = (),
+) -> Outcome | None:
+    """The measured answer to the step's question, or None when either figure is missing. With each
+    value's per-order figures, a difference inside their spread is "the same"."""
     if before is None or after is None or before <= 0 or after <= 0:
         return None
     ratio = max(before, after) / min(before, after)
     amount = amount_of(ratio)
+    within_spread = amount != "same" and inside_spread(before_samples, after_samples)
+    if within_spread:
+        amount = "same"
     if amount == "same":
         direction = "same"
     elif metric.ask == "memory":
@@ -82,7 +96,15 @@ def outcome(metric: Metric, before: float | None, after: float | None) -> Outcom
     else:
         got_smaller = after < before
         direction = "faster" if got_smaller == metric.lower_is_faster else "slower"
-    return Outcome(before=before, after=after, ratio=ratio, direction=direction, amount=amount)
+    return Outcome(before, after, ratio, direction, amount, within_spread)
+
+
+def inside_spread(before_samples: Sequence[float], after_samples: Sequence[float]) -> bool:
+    """True when the 95% interval of after/before, from the orders of each value, holds 1."""
+    comparison = stats.compare(before_samples, after_samples)
+    if not comparison.has_interval:
+        return False
+    return comparison.low <= 1.0 <= comparison.high  # type: ignore[operator]
 
 
 def row_figure(metric: Metric, row: Mapping[str, Any] | None) -> float | None:
@@ -91,6 +113,13 @@ def row_figure(metric: Metric, row: Mapping[str, Any] | None) -> float | None:
         return None
     value = row.get(metric.row_key)
     return None if value is None else float(value) * metric.scale
+
+
+def row_samples(metric: Metric, row: Mapping[str, Any] | None) -> list[float]:
+    """The per-order figures behind the step's figure in one sweep row (empty when there are none)."""
+    if not row or not row.get("ok", True) or not metric.samples_key:
+        return []
+    return [float(v) for v in (row.get("samples") or {}).get(metric.samples_key, []) if v is not None]
 
 
 @dataclass(frozen=True)
@@ -201,11 +230,17 @@ class LessonRun:
             self.error = ""
         return current
 
-    def reveal(self, before: float | None, after: float | None) -> Round:
+    def reveal(
+        self,
+        before: float | None,
+        after: float | None,
+        before_samples: Sequence[float] = (),
+        after_samples: Sequence[float] = (),
+    ) -> Round:
         current = self.round()
         _index, step = self.current()
         with self._lock:
-            current.outcome = outcome(step.measured_by, before, after)
+            current.outcome = outcome(step.measured_by, before, after, before_samples, after_samples)
             self.stage = "revealed"
         return current
 

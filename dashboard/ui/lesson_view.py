@@ -179,11 +179,10 @@ def start_measurement(run: pred.LessonRun, step: LessonStep) -> None:
     run.start_measuring()
 
 
-def _figures(run: pred.LessonRun, step: LessonStep, job: Any) -> tuple[float | None, float | None]:
+def _rows(step: LessonStep, job: Any) -> list[Any]:
+    """The step's two measured rows (before, after), None where a value has no row."""
     rows = [value.row for flag in job.flags for value in flag.values if flag.flag == step.flag]
-    metric = step.measured_by
-    figures = [pred.row_figure(metric, row) for row in rows]
-    return (figures[0] if figures else None), (figures[1] if len(figures) > 1 else None)
+    return (rows + [None, None])[:2]
 
 
 def follow_measurement(run: pred.LessonRun, step: LessonStep) -> None:
@@ -194,8 +193,14 @@ def follow_measurement(run: pred.LessonRun, step: LessonStep) -> None:
         run.failed(_("The measurement was replaced by another one."))
         return
     if job.status in FINISHED:
-        before, after = _figures(run, step, job)
-        round_ = run.reveal(before, after)
+        metric = step.measured_by
+        first, second = _rows(step, job)
+        round_ = run.reveal(
+            pred.row_figure(metric, first),
+            pred.row_figure(metric, second),
+            pred.row_samples(metric, first),
+            pred.row_samples(metric, second),
+        )
         if round_.outcome is None:
             run.failed(job.error or _("The measurement did not give both figures."))
         return
@@ -239,6 +244,14 @@ def reveal(run: pred.LessonRun, step: LessonStep) -> None:
             ),
             delta_color="off",
         )
+        if found.within_spread:
+            st.info(
+                _(
+                    "The two figures differ by {ratio}×, but the orders of each setting varied that much "
+                    "among themselves, so this counts as about the same."
+                ).format(ratio=ui_i18n.number(found.ratio, 2)),
+                icon=":material/balance:",
+            )
         verdicts = current.verdicts()
         mine = next((v for v in verdicts if v.guess.who == ui_roles.who()), None)
         if mine is not None:

@@ -98,6 +98,23 @@ def test_outcome_reads_direction_and_amount_from_the_ratio():
     assert predictions.outcome(time_metric, None, 3.0) is None
 
 
+def test_a_difference_inside_the_spread_of_the_orders_is_about_the_same():
+    time_metric = lessons.METRICS["e2e_ms"]
+    noisy_before, noisy_after = [600, 900, 1400, 700, 1200], [800, 1300, 1000, 1500, 1100]
+    found = predictions.outcome(time_metric, 900, 1100, noisy_before, noisy_after)
+    assert found.direction == "same" and found.amount == "same" and found.within_spread
+    tight_before, tight_after = [890, 900, 910, 905, 895], [1090, 1100, 1110, 1105, 1095]
+    found = predictions.outcome(time_metric, 900, 1100, tight_before, tight_after)
+    assert found.direction == "slower" and found.amount == "up_to_1_5x" and not found.within_spread
+
+
+def test_row_samples_reads_the_orders_behind_the_figure():
+    row = {"ok": True, "e2e_p50_ms": 900, "samples": {"e2e_ms": [880, 900, None, 920]}}
+    assert predictions.row_samples(lessons.METRICS["e2e_ms"], row) == [880, 900, 920]
+    assert predictions.row_samples(lessons.METRICS["memory_gib"], row) == []
+    assert predictions.row_samples(lessons.METRICS["e2e_ms"], {**row, "ok": False}) == []
+
+
 def test_row_figure_scales_and_refuses_failed_rows():
     memory = lessons.METRICS["memory_gib"]
     assert predictions.row_figure(memory, {"ok": True, "process_rss_bytes": 2 * 1024**3}) == 2.0
