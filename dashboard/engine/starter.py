@@ -44,6 +44,13 @@ PRELOAD = (
     "vllm.v1.worker.cpu_worker",
     "vllm.model_executor.models.llama",
     "transformers",
+    # What the engine imports later, while it loads and compiles the model. None of them touches the
+    # GPU when imported (a CUDA context cannot cross a fork); a module missing from this vLLM is skipped.
+    "vllm.v1.worker.gpu_worker",
+    "vllm.v1.worker.gpu_model_runner",
+    "vllm.compilation.backends",
+    "torch._dynamo",
+    "torch._inductor.compile_fx",
 )
 
 
@@ -236,11 +243,19 @@ def _read_line(sock: socket.socket) -> bytes:
 # ------------------------------------------------------------------------------------------ starter side
 
 
+def _cuda_initialized() -> bool:
+    torch = sys.modules.get("torch")
+    return bool(torch is not None and torch.cuda.is_initialized())
+
+
 def serve(socket_path: str) -> None:
     """The starter's own loop: preload, then fork a server for each request."""
     for module in PRELOAD:
         with contextlib.suppress(Exception):
             __import__(module)
+    if _cuda_initialized():  # a forked server could not use the GPU: never get ready, starts stay cold
+        print("starter: CUDA was initialised while preloading; no server can be forked", flush=True)
+        sys.exit(3)
     exit_codes: dict[int, int] = {}
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(socket_path)
