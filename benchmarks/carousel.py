@@ -110,7 +110,15 @@ def phase_line(report: Any) -> str:
     return ", ".join(parts)
 
 
-VLLM_TIMING_WORDS = ("took", "secs", "Dynamo", "torch.compile", "Graph capturing", "compiled graph", "Compiling")
+VLLM_TIMING_WORDS = (
+    "took",
+    "secs",
+    "Dynamo",
+    "torch.compile",
+    "Graph capturing",
+    "compiled graph",
+    "Compiling",
+)
 
 
 def vllm_timing_lines(report: Any) -> list[str]:
