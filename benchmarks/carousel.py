@@ -13,6 +13,7 @@ Parts (run all, or pick with --part; each prints its own figures, the last line 
           faster start must not change what is measured afterwards (expected: within the noise).
 
 Usage: python benchmarks/carousel.py [--part flip,cold,sweep,idle,first,speed] [--rounds 2] [--orders 9]
+       [--warm-cache]
 """
 
 from __future__ import annotations
@@ -75,10 +76,15 @@ def part_flip(workdir: Path, backend: str, rounds: int) -> dict[str, float]:
         carousel.close()
 
 
-def part_cold(workdir: Path, backend: str, rounds: int) -> dict[str, float]:
-    """The same flags started bare and by the factory, alternating which goes first."""
+def part_cold(workdir: Path, backend: str, rounds: int, warm_cache: bool = False) -> dict[str, float]:
+    """The same flags started bare and by the factory, alternating which goes first. With `warm_cache`,
+    one bare start left out of the figures fills vLLM's compile cache first, as on a machine in use (on
+    a fresh GPU machine the first start of the day compiles for minutes, whoever starts it)."""
     factory: list[float] = []
     bare: list[float] = []
+    if warm_cache:
+        seconds, _report = _bare_start_s(workdir / "warm-cache", backend, pika_config(backend, max_num_seqs=19))
+        print(f"compile cache filled by a first bare start (left out): {seconds:.1f} s", flush=True)
     for index in range(rounds):
         config = pika_config(backend, max_num_seqs=20 + index)
         order = ("bare", "factory") if index % 2 == 0 else ("factory", "bare")
@@ -271,6 +277,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--orders", type=int, default=9)
     parser.add_argument("--backend", default=None)
+    parser.add_argument("--warm-cache", action="store_true", help="cold part: fill the compile cache first")
     args = parser.parse_args()
     backend = args.backend or hardware.detect_backend()
     results: dict[str, float] = {}
@@ -280,7 +287,7 @@ def main() -> None:
             if part == "flip":
                 results |= part_flip(workdir, backend, args.rounds)
             elif part == "cold":
-                results |= part_cold(workdir, backend, args.rounds)
+                results |= part_cold(workdir, backend, args.rounds, args.warm_cache)
             elif part == "sweep":
                 results |= part_sweep(workdir, backend, 1)
             elif part == "idle":
