@@ -83,7 +83,8 @@ def part_cold(workdir: Path, backend: str, rounds: int, warm_cache: bool = False
     factory: list[float] = []
     bare: list[float] = []
     if warm_cache:
-        seconds, _report = _bare_start_s(workdir / "warm-cache", backend, pika_config(backend, max_num_seqs=19))
+        first = pika_config(backend, max_num_seqs=19)
+        seconds, _report = _bare_start_s(workdir / "warm-cache", backend, first)
         print(f"compile cache filled by a first bare start (left out): {seconds:.1f} s", flush=True)
     for index in range(rounds):
         config = pika_config(backend, max_num_seqs=20 + index)
