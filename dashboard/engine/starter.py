@@ -41,17 +41,12 @@ PRELOAD = (
     "vllm.v1.engine.async_llm",
     "vllm.v1.executor.abstract",
     "vllm.v1.executor.multiproc_executor",
-    "vllm.v1.worker.cpu_worker",
     "vllm.model_executor.models.llama",
     "transformers",
-    # What the engine imports later, while it loads and compiles the model. None of them touches the
-    # GPU when imported (a CUDA context cannot cross a fork); a module missing from this vLLM is skipped.
-    "vllm.v1.worker.gpu_worker",
-    "vllm.v1.worker.gpu_model_runner",
-    "vllm.compilation.backends",
-    "torch._dynamo",
-    "torch._inductor.compile_fx",
 )
+# Only on the CPU build: importing its worker replaces torch.cuda's streams with placeholders, and a GPU
+# server forked after that fails while it profiles its CUDA graphs.
+PRELOAD_CPU = ("vllm.v1.worker.cpu_worker",)
 
 
 # ------------------------------------------------------------------------------------------ client side
@@ -250,7 +245,7 @@ def _cuda_initialized() -> bool:
 
 def serve(socket_path: str) -> None:
     """The starter's own loop: preload, then fork a server for each request."""
-    for module in PRELOAD:
+    for module in PRELOAD + (PRELOAD_CPU if _is_cpu_build() else ()):
         with contextlib.suppress(Exception):
             __import__(module)
     if _cuda_initialized():  # a forked server could not use the GPU: never get ready, starts stay cold
@@ -357,6 +352,8 @@ def _fork_engine_processes() -> None:
         from vllm.v1.engine import utils as engine_utils
 
         engine_utils.get_mp_context = forking
+    if not _is_cpu_build():  # a GPU worker stays as vLLM starts it
+        return
     with contextlib.suppress(Exception):  # the CPU build's model worker, started by the engine process
         from vllm.v1.executor import multiproc_executor
 
@@ -368,6 +365,15 @@ def _fork_engine_processes() -> None:
             return worker_main(*args, **kwargs)
 
         multiproc_executor.WorkerProc.worker_main = staticmethod(placed_worker_main)
+
+
+def _is_cpu_build() -> bool:
+    try:
+        from vllm.platforms import current_platform
+
+        return bool(current_platform.is_cpu())
+    except Exception:
+        return False
 
 
 def _place_threads_like_a_new_process() -> None:
