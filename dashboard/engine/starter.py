@@ -238,6 +238,10 @@ def _read_line(sock: socket.socket) -> bytes:
 # ------------------------------------------------------------------------------------------ starter side
 
 
+def modules_to_preload() -> tuple[str, ...]:
+    return PRELOAD + (PRELOAD_CPU if _is_cpu_build() else ())
+
+
 def _cuda_initialized() -> bool:
     torch = sys.modules.get("torch")
     return bool(torch is not None and torch.cuda.is_initialized())
@@ -245,7 +249,7 @@ def _cuda_initialized() -> bool:
 
 def serve(socket_path: str) -> None:
     """The starter's own loop: preload, then fork a server for each request."""
-    for module in PRELOAD + (PRELOAD_CPU if _is_cpu_build() else ()):
+    for module in modules_to_preload():
         with contextlib.suppress(Exception):
             __import__(module)
     if _cuda_initialized():  # a forked server could not use the GPU: never get ready, starts stay cold

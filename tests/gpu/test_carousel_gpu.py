@@ -61,6 +61,8 @@ def test_an_inactive_server_sleeps_gives_its_memory_back_and_wakes_on_a_flip(car
 
     second = carousel.start(pika(max_num_seqs=64), timeout=900)
     assert second.ok, second.error
+    # forked from the starter, not a cold retry after a failed fork
+    assert second.server_start["kind"] == "forked", second.server_start
     cards = {card.config.get("max_num_seqs"): card for card in carousel.cards()}
     assert cards[128].state == "asleep" and cards[64].state == "active"
     asleep_bytes = cards[128].memory_bytes

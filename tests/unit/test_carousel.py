@@ -228,3 +228,14 @@ def test_a_forked_worker_finds_the_cores_vllm_chose_in_any_of_its_three_forms() 
     assert _cores_from_env({"OMP_PLACES": "{2,5}"}) == [2, 5]
     assert _cores_from_env({"KMP_AFFINITY": "granularity=fine,explicit,proclist=[0,4]"}) == [0, 4]
     assert _cores_from_env({"KMP_AFFINITY": "granularity=fine"}) == []
+
+
+def test_the_starter_leaves_the_cpu_worker_out_on_a_gpu_build(monkeypatch) -> None:
+    """Importing vLLM's CPU worker swaps torch.cuda's streams for placeholders: a GPU server forked
+    after it fails while profiling its CUDA graphs."""
+    from dashboard.engine import starter
+
+    monkeypatch.setattr(starter, "_is_cpu_build", lambda: False)
+    assert "vllm.v1.worker.cpu_worker" not in starter.modules_to_preload()
+    monkeypatch.setattr(starter, "_is_cpu_build", lambda: True)
+    assert "vllm.v1.worker.cpu_worker" in starter.modules_to_preload()
