@@ -136,9 +136,11 @@ STARTUP_STATE_JS = """([after, takingOrders, serverNow, failed, seen]) => {
         '[data-testid="stExpanderDetails"] [data-testid="stMarkdownContainer"]');
     const phases = [...lines].filter(
         el => el.innerText.includes(' · ' + after) && !el.closest('[data-stale="true"]')).length;
+    const lanesShown = !!main.querySelector('.st-key-card_max_num_seqs');
     const state = {phases, ready: text.includes(takingOrders) && text.includes(serverNow),
-                   failed: text.includes(failed)};
-    return state.ready || state.failed || phases !== seen ? state : null;
+                   failed: text.includes(failed),
+                   lanesHidden: text.includes(takingOrders) && !lanesShown};
+    return state.ready || state.failed || state.lanesHidden || phases !== seen ? state : null;
 }"""
 
 
@@ -179,6 +181,9 @@ def wait_for_ready(page: Page, lang: str, lanes: int, shots, app) -> float:
             pytest.fail("the server did not start:\n" + page_text(page) + "\n" + app.log_tail())
         if state["ready"]:
             return time.monotonic() - started
+        if state["lanesHidden"]:  # another part of the factory is shown: open the lanes to read them
+            choose_group(page, lang, "lanes")
+            continue
         wait_until_idle(page)  # a redraw briefly changes the count: count again once it is complete
         phases = page.evaluate(STARTUP_STATE_JS, [*args, -1])["phases"]
         if phases and phases != seen_phases:
