@@ -41,6 +41,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dashboard.engine import models  # noqa: E402
@@ -70,9 +72,12 @@ def run_vllm_bench(
     base_url: str, model: str, tokenizer: str, args: argparse.Namespace, chat: bool, out_dir: Path
 ) -> dict[str, Any]:
     name = "bench-chat.json" if chat else "bench-completions.json"
+    # the chat endpoint wraps the random tokens in the chat template: ask for fewer, so the server
+    # reads as many prompt tokens as from our load generator
+    input_len = args.input_len - (args.template_tokens if chat else 0)
     words = [
         "--base-url", base_url, "--model", model, "--tokenizer", tokenizer,
-        "--dataset-name", "random", "--random-input-len", str(args.input_len),
+        "--dataset-name", "random", "--random-input-len", str(input_len),
         "--random-output-len", str(args.output_len), "--random-range-ratio", "0",
         "--ignore-eos", "--max-concurrency", str(args.level), "--num-prompts", str(args.count),
         "--seed", str(random.randrange(1 << 30)),
@@ -94,6 +99,19 @@ def run_vllm_bench(
             f"vllm bench serve failed ({done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
         )
     return json.loads(path.read_text())
+
+
+def chat_template_tokens(base_url: str, model: str) -> int:
+    """How many tokens the chat template adds around a user message, by the server's own /tokenize."""
+    text = "The quick brown fox jumps over the lazy dog. " * 8
+
+    def count(body: dict[str, Any]) -> int:
+        response = httpx.post(base_url + "/tokenize", json={"model": model, **body}, timeout=30)
+        response.raise_for_status()
+        return int(response.json()["count"])
+
+    chat = count({"messages": [{"role": "user", "content": text}]})
+    return max(0, chat - count({"prompt": text, "add_special_tokens": False}))
 
 
 def server_view(before: metrics.MetricsSnapshot, after: metrics.MetricsSnapshot) -> dict[str, float | None]:
@@ -234,6 +252,10 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     print(f"load average at start: {os.getloadavg()[0]:.2f}")
     with server_for(args) as (base_url, model):
+        args.template_tokens = chat_template_tokens(base_url, model)
+        print(
+            f"the chat template adds {args.template_tokens} tokens; the chat bench asks for that many fewer"
+        )
         for number in range(args.rounds):
             for level in levels:
                 args.level, args.count = level, max(args.requests, 4 * level)
