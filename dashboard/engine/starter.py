@@ -140,13 +140,14 @@ class Starter:
         return ForkedProcess(self, int(reply["pid"]))
 
     def exit_code(self, pid: int) -> int | None:
-        """None while the forked server runs; its exit code once it ended (-1 when nobody knows)."""
-        try:
-            return self._ask({"op": "status", "pid": pid})["exit_code"]
-        except (OSError, ValueError, KeyError):
-            if _running(pid):
-                return None
-            return -1
+        """None while the forked server runs; its exit code once it ended (-1 when nobody knows). Only
+        the starter knows the code (the server is its child): a busy starter is asked again, for longer."""
+        for timeout in (10.0, 20.0):
+            try:
+                return self._ask({"op": "status", "pid": pid}, timeout=timeout)["exit_code"]
+            except (OSError, ValueError, KeyError):
+                continue
+        return None if _running(pid) else -1
 
     def close(self) -> None:
         proc = self._proc
