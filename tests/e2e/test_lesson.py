@@ -102,5 +102,6 @@ def test_presenter_and_two_visitors_guess_measure_and_see_the_reveal(class_app, 
     shots.take(presenter, "lesson-reveal-presenter", "en", full_page=True)
     for visitor, guessed in zip(visitors, ("slower", "faster"), strict=True):
         verdict = "You guessed right!" if answered[guessed] else "Not this time"
+        visitor.bring_to_front()
         expect(main_area(visitor).get_by_text(re.compile(verdict))).to_be_visible(timeout=PAGE_TIMEOUT_MS)
         shots.take(visitor, f"lesson-reveal-visitor-{guessed}", "en", full_page=True)
