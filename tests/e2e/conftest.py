@@ -47,12 +47,6 @@ CHROMIUM_ARGS = [
     "--disable-gpu",
     "--no-first-run",
     "--disable-background-networking",
-    # several pages of one test stay open side by side (a presenter and visitors): without these,
-    # Chromium slows the timers of the pages not in front to one wake-up a minute after a few minutes,
-    # and a visitor's page stops refreshing while the presenter's measurement runs
-    "--disable-background-timer-throttling",
-    "--disable-backgrounding-occluded-windows",
-    "--disable-renderer-backgrounding",
 ]
 VIEWPORT = {"width": 1366, "height": 900}
 STREAMLIT_PORTS = range(8700, 8750)

@@ -74,6 +74,22 @@ def choose_group(page: Page, lang: str, group: str) -> None:
     wait_until_idle(page)
 
 
+def pick_option(page: Page, combobox: Locator, name: str | re.Pattern[str]) -> None:
+    """Open a select box and click one of its options. A live fragment's rerun can close the list
+    between the two clicks, so open it again (three tries) before giving up."""
+    option = page.get_by_role("option", name=name).first
+    for attempt in range(3):
+        combobox.click()
+        try:
+            option.click(timeout=10_000)
+            return
+        except PlaywrightTimeoutError:
+            if attempt == 2:
+                raise
+            page.keyboard.press("Escape")
+            wait_until_idle(page)
+
+
 def flag_label(lang: str, name: str) -> str:
     return translator(lang)(flag_texts.texts_for(name).label)
 

@@ -22,6 +22,7 @@ from test_browser import (
     main_area,
     open_factory,
     page_text,
+    pick_option,
     prefix,
     set_lanes,
     set_port,
@@ -179,8 +180,7 @@ def test_one_rule_one_fix_for_a_length_the_model_cannot_read(started, browser_pa
 
     go_to(page, "vi", "impact")
     flag_box = page.locator(".st-key-impact-flag")
-    flag_box.get_by_role("combobox").click()
-    page.get_by_role("option", name=re.compile("--max-model-len")).first.click()
+    pick_option(page, flag_box.get_by_role("combobox"), re.compile("--max-model-len"))
     wait_until_idle(page)
     values = page.locator(".st-key-impact-values-max_model_len input")
     values.fill("2048, 20000")
@@ -282,8 +282,7 @@ def test_the_playground_refuses_a_prompt_too_long_and_labels_each_answer(started
     expect(main_area(page).get_by_text(answered_by)).to_have_count(0)
 
     preset = page.locator(".st-key-playground-preset").get_by_role("combobox")
-    preset.click()
-    page.get_by_role("option", name=_(presets.get("pika-json").title)).click()
+    pick_option(page, preset, _(presets.get("pika-json").title))
     wait_until_idle(page)
     expect(page).to_have_url(re.compile(r"[?&]preset=pika-json(&|$)"), timeout=PAGE_TIMEOUT_MS)
     page.reload()
