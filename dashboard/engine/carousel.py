@@ -797,7 +797,9 @@ class Carousel:
             slot.asleep_bytes = self._gpu_bytes(slot)
             return
         if self.park_inactive and self.backend == "cpu":
-            _signal_tree(slot.manager.process_tree(), signal.SIGSTOP)
+            processes = slot.manager.process_tree()
+            _signal_tree(processes, signal.SIGSTOP)
+            _wait_until_stopped(processes)
             slot.state = "paused"
             return
         slot.state = "warm"
@@ -1092,6 +1094,21 @@ def _signal_tree(processes: list[psutil.Process], signum: int) -> None:
     for process in processes:
         with contextlib.suppress(psutil.Error, OSError):
             process.send_signal(signum)
+
+
+def _wait_until_stopped(processes: list[psutil.Process], timeout: float = 2.0) -> bool:
+    """A stop signal takes effect when each process is next scheduled, later on a busy machine: wait
+    until every process of the tree is stopped (or gone), so "paused" is true when it is said."""
+    deadline = time.monotonic() + timeout
+    while True:
+        running = []
+        for process in processes:
+            with contextlib.suppress(psutil.Error):
+                if process.status() not in (psutil.STATUS_STOPPED, psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+                    running.append(process)
+        if not running or time.monotonic() >= deadline:
+            return not running
+        time.sleep(0.02)
 
 
 def _set_tree_affinity(processes: list[psutil.Process], cores: list[int]) -> None:
