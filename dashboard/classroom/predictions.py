@@ -102,9 +102,7 @@ def outcome(
 def inside_spread(before_samples: Sequence[float], after_samples: Sequence[float]) -> bool:
     """True when the 95% interval of after/before, from the orders of each value, holds 1."""
     comparison = stats.compare(before_samples, after_samples)
-    if not comparison.has_interval:
-        return False
-    return comparison.low <= 1.0 <= comparison.high  # type: ignore[operator]
+    return comparison.has_interval and stats.effect_of(comparison, stats.NO_NOISE) == stats.UNCLEAR
 
 
 def row_figure(metric: Metric, row: Mapping[str, Any] | None) -> float | None:

@@ -148,6 +148,9 @@ class Noise:
         }
 
 
+NO_NOISE = Noise(band=0.0, measured=True)  # judge by the orders' own spread alone
+
+
 def noise_from(aa: Comparison | None, floor: float = NOISE_FLOOR) -> Noise:
     """The noise band from an A/A pair: its difference plus one standard error, on the log scale (at
     least `floor`). Without an interval (missing pair, one order per start) the band is UNKNOWN_NOISE."""

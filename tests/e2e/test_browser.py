@@ -140,6 +140,17 @@ def set_lanes(page: Page, lang: str, lanes: int) -> None:
     expect_pending(page, lang, "max_num_seqs", lanes)
 
 
+# During a rerun Streamlit keeps the old copy of an element (inside a data-stale="true" box) beside the
+# new one. Tests read the copy now shown: `shown()` for locators, and in page scripts the same test,
+# `!el.closest('[data-stale="true"]')`.
+STALE = '[data-stale="true"]'
+
+
+def shown(page: Page, selector: str) -> Locator:
+    """The elements matching `selector` now shown, leaving out stale copies and what is inside them."""
+    return page.locator(f"{selector}:not({STALE}):not({STALE} *)")
+
+
 def page_text(page: Page) -> str:
     return main_area(page).inner_text()
 

@@ -18,6 +18,7 @@ from tests.e2e.test_browser import (
     open_factory,
     prefix,
     set_port,
+    shown,
     wait_until_idle,
 )
 
@@ -130,8 +131,7 @@ def look_at_the_xray(page: Page, lang: str, shots) -> None:
     """The burst's X-ray is drawn from vLLM's own timings (its legend has the server's parts, no
     client-only bar), and hovering an order shows its numbers."""
     _ = translator(lang)
-    # during a rerun Streamlit keeps the old chart (stale) beside the new one
-    chart = page.locator('.st-key-playground-xray_chart:not([data-stale="true"])')
+    chart = shown(page, ".st-key-playground-xray_chart")
     expect(chart).to_be_visible(timeout=PAGE_TIMEOUT_MS)
     expect(main_area(page).get_by_text(_("X-ray of every order"))).to_be_visible()
     for name in ("Waiting for a lane", "Token-by-token work (writing the answer)", "HTTP and handling"):
