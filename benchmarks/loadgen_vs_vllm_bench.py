@@ -107,11 +107,12 @@ class BenchWorker:
             self.process.stdin.flush()
         except BrokenPipeError:
             raise RuntimeError(self.stopped()) from None
-        answer = {"ok": False, "error": self.stopped()}
         for line in self.process.stdout:
             if line.startswith(ANSWER):
                 answer = json.loads(line.removeprefix(ANSWER))
                 break
+        else:
+            raise RuntimeError(self.stopped())
         if not answer.get("ok"):
             raise RuntimeError(f"vllm bench serve failed: {answer.get('error')}")
 

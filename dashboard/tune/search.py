@@ -343,13 +343,12 @@ class Tuner:
         sign = 1 if self.goal.lower_is_better else -1
         best: dict[str, tuple[float, Any]] = {}
         for record in self.records.values():
-            changed = [name for name, value in record["params"].items() if value != base.get(name)]
             value = goal_estimate(record, self.goal.key).value
-            if len(changed) != 1 or not self.eligible(record) or value is None:
+            if len(record["changes"]) != 1 or not self.eligible(record) or value is None:
                 continue
-            name = changed[0]
+            ((name, moved),) = record["changes"].items()
             if sign * value < sign * base_value and (name not in best or sign * value < sign * best[name][0]):
-                best[name] = (value, record["params"][name])
+                best[name] = (value, moved)
         if len(best) < 2:
             return []
         candidate = {**base, **{name: value for name, (_, value) in best.items()}}
