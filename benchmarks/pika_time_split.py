@@ -34,6 +34,7 @@ from dashboard.engine import hardware, presets  # noqa: E402
 from dashboard.engine.carousel import Carousel  # noqa: E402
 from dashboard.engine.config import default_config  # noqa: E402
 from dashboard.measure import loadgen, xray  # noqa: E402
+from dashboard.measure.cards import environment  # noqa: E402
 from dashboard.measure.loadgen import LoadPlan, Workload  # noqa: E402
 
 WARMUP = 3
@@ -89,6 +90,13 @@ def measure(manager: Carousel, workload: Workload, requests: int) -> dict[str, A
     return split(xray.for_result(result, receiver).rows)
 
 
+def machine_line(env: dict[str, Any]) -> str:
+    """Figures hold for one machine: two hosts with the same GPU can differ by half (docs/results/h200.md)."""
+    box = env["hardware"]
+    devices = ", ".join(box["devices"]) or "no GPU"
+    return f"machine: {box['cpu']}, {box['cpu_cores']} cores, {devices}; vLLM {env['vllm_version']}"
+
+
 def parse_sets(pairs: Sequence[str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for pair in pairs:
@@ -124,7 +132,8 @@ def main() -> int:
     manager = Carousel(
         workdir, backend=backend, extra_argv=receiver.server_args(), extra_env=receiver.server_env()
     )
-    report: dict[str, Any] = {"backend": backend, "vllm": hardware.vllm_version(), "config": config.values}
+    report: dict[str, Any] = {"environment": environment(backend, config.model), "config": config.values}
+    print(machine_line(report["environment"]))
     try:
         startup = manager.start(config, wait=True, timeout=900)
         if not startup.ok:

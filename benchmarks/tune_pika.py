@@ -84,6 +84,8 @@ def main() -> int:
     best, baseline = report.get("best") or {}, report.get("baseline") or {}
     best_goal, base_goal = best.get("goal") or {}, baseline.get("goal") or {}
     print(f"backend {backend}, vLLM {hardware.vllm_version()}, tuning took {tuned_s / 60:.1f} min")
+    box = report["environment"]["hardware"]
+    print(f"machine: {box['cpu']}, {box['cpu_cores']} cores, {', '.join(box['devices']) or 'no GPU'}")
     print(f"pika-json preset (same run): p50 e2e {interval(base_goal)}")
     print(f"best settings {best.get('changes')}: p50 e2e {interval(best_goal)}")
     print(f"clearly better (intervals apart): {best.get('clearly_better')}")

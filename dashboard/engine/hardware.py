@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import os
+import platform
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 
 import psutil
 
@@ -84,6 +86,21 @@ def vllm_version() -> str:
         except importlib.metadata.PackageNotFoundError:
             continue
     return ""
+
+
+def cpu_model(cpuinfo: str | None = None) -> str:
+    """The processor's name ("AMD EPYC 9654 96-Core Processor"), from /proc/cpuinfo on Linux; elsewhere
+    what Python's platform module knows (often only the architecture)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            cpuinfo = ""
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and value.strip():
+            return " ".join(value.split())
+    return platform.processor() or platform.machine() or "unknown"
 
 
 def model_facts(config: ServerConfig, backend: str | None = None, resolved=None) -> ModelFacts:

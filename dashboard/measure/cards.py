@@ -12,6 +12,7 @@ Secrets never enter a card: the config is masked (the API key becomes ***) and a
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from collections.abc import Callable, Mapping
@@ -70,7 +71,8 @@ def environment(backend: str, model: str, vllm_version: str | None = None) -> di
         "backend": backend,
         "model": model,
         "hardware": {
-            "cpu": platform.processor() or platform.machine(),
+            "cpu": hardware.cpu_model(),
+            "cpu_cores": os.cpu_count(),
             "machine": platform.machine(),
             "gpu_count": machine.gpu_count,
             "devices": list(machine.device_names),

@@ -16,6 +16,7 @@ from dashboard.engine.config import ServerConfig, default_config
 from dashboard.engine.problems import Problem
 from dashboard.engine.startup_log import Phase
 from dashboard.measure import request_errors
+from dashboard.measure.cards import environment
 from dashboard.measure.client import RequestTiming, chat_once
 
 REQUEST_TIMEOUT_S = 120.0
@@ -106,6 +107,7 @@ def run_probe(
     report.update(
         {
             "preset": preset.name,
+            "environment": environment(backend, config.model, startup.vllm_version or None),
             "requests": records,
             "summary": summarize(records),
             "error": problem.to_dict() if problem else None,

@@ -13,6 +13,7 @@ from dashboard.engine import hardware, models
 from dashboard.engine.config import ServerConfig
 from dashboard.engine.report import mask_config
 from dashboard.history import store as history_store
+from dashboard.measure.cards import environment
 from dashboard.measure.loadgen import Workload
 from dashboard.measure.sweep import ManagerView
 from dashboard.tune.question import TuneQuestion
@@ -123,6 +124,7 @@ def run_tune(
             with contextlib.suppress(Exception):
                 store.finish_run(run_id, summary, status=status)
     report["history_run_id"] = run_id
+    report["environment"] = environment(question.backend, base.model)  # figures hold for this machine
     return report
 
 
@@ -185,6 +187,7 @@ def fresh_probe(
             manager, probe_workload, LoadPlan(concurrency=1, requests=requests, warmup=3), None
         )
         return {
+            "environment": environment(backend, config.model, report.vllm_version or None),
             "ok": bool(batch.e2e_ms),
             "error": batch.error_text or None,
             "command": list(report.command),

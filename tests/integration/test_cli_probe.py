@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.engine import presets
+from dashboard.engine import hardware, presets
 from dashboard.engine.carousel import Carousel
 from tests.conftest import server_processes_in, wait_for
 from tests.integration.backend import kv_tokens_hold
@@ -59,6 +59,10 @@ def test_pika_json_probe_answers_with_a_known_emotion_and_a_boolean_learn_score(
         assert request["prompt_tokens"] > 400  # the seed's long system prompt
         assert request["ttft_ms"] > 0 and request["e2e_ms"] >= request["ttft_ms"]
         assert request["itl_ms"] is not None and request["completion_tokens"] > 1
+
+    machine = report["environment"]  # the figures hold for this machine: the report names it
+    assert machine["vllm_version"] == hardware.vllm_version() and machine["backend"] == report["backend"]
+    assert machine["hardware"]["cpu"] == hardware.cpu_model() and machine["hardware"]["cpu_cores"] >= 1
 
     assert "Ready for orders" in result.stdout  # phases were printed as they happened
     assert "Median" in result.stdout

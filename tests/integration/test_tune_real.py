@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.engine import models
+from dashboard.engine import hardware, models
 from dashboard.history.store import HistoryStore
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(1500)]
@@ -80,6 +80,7 @@ def test_the_report_holds_the_best_the_baseline_the_trials_and_a_verdict_in_both
     assert report["verdict"]["en"] and report["verdict"]["vi"] != report["verdict"]["en"]
     assert "10 ms" in report["verdict"]["en"]  # Pika: how far from the owner's hope
     assert base["answers"], "the baseline's answers are kept to compare the others with"
+    assert report["environment"]["hardware"]["cpu"] == hardware.cpu_model()  # whose figures these are
 
 
 def test_every_trial_is_a_history_row_with_its_measured_times(first, home):
