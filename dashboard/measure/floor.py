@@ -260,6 +260,20 @@ def last_run(states: list[FloorState], margin: int = 2) -> list[FloorState]:
     return states[max(0, start - margin) : end + margin + 1]
 
 
+def busiest(states: list[FloorState]) -> int:
+    """The index of the look with the most lanes busy (the first of equals; waiting orders break ties),
+    where a replay opens: the moment worth seeing first. 0 for no states."""
+
+    def load(index: int) -> tuple[float, float, int]:
+        parts = states[index].parts
+        lanes, queue = parts.get("lanes"), parts.get("queue")
+        running = lanes.value if lanes is not None and lanes.known and lanes.value is not None else 0.0
+        waiting = queue.value if queue is not None and queue.known and queue.value is not None else 0.0
+        return running, waiting, -index
+
+    return max(range(len(states)), key=load) if states else 0
+
+
 # ------------------------------------------------------------------------------------------ sampler
 
 RUN_MARGIN = 2  # quiet snapshots kept on each side of a run

@@ -309,7 +309,7 @@ def _replay(key: str, limits: FloorLimits, sampler: FloorSampler) -> None:
         _("Moment of the last run"),
         0,
         len(run) - 1,
-        len(run) - 1,
+        floor_mod.busiest(run),  # opens on the busiest moment
         key=f"{key}.replay_at",
         format="%d",
         help=_("Each step is one look at the server, about {ms} apart.").format(

@@ -155,6 +155,13 @@ def test_last_run_is_the_newest_busy_stretch_with_a_margin():
     assert floor.last_run([_state(0, 0), _state(1, 0)]) == []
 
 
+def test_a_replay_opens_on_the_first_look_with_the_most_lanes_busy():
+    run = [_state(i * 0.5, r) for i, r in enumerate([0, 0, 3, 24, 7, 24, 0, 0])]
+    assert floor.busiest(run) == 3
+    assert floor.busiest([_state(0, 0), _state(0.5, 0)]) == 0
+    assert floor.busiest([]) == 0
+
+
 def test_sampler_keeps_two_minutes_and_the_last_run():
     texts = iter(
         [f"vllm:num_requests_running {r}\nvllm:num_requests_waiting 0\n" for r in [0, 1, 2, 0, 0, 0, 0]]
