@@ -893,5 +893,6 @@ def run_table(
             "devices": list(found.device_names),
             "memory_gib": round(found.total_memory_gib, 1),
             "cpu_cores": os.cpu_count(),
+            "cpu": hardware.cpu_model(),
         }
     return result
