@@ -118,11 +118,15 @@ class FloorState:
     def __getitem__(self, key: str) -> Part:
         return self.parts[key]
 
+    def amount(self, key: str) -> float:
+        """The part's measured value; 0 when it is missing or unknown."""
+        part = self.parts.get(key)
+        return float(part.value) if part is not None and part.known else 0.0  # type: ignore[arg-type]
+
     @property
     def busy(self) -> bool:
         """Someone is being served or waits at the door."""
-        running, waiting = self.parts.get("lanes"), self.parts.get("queue")
-        return any(p is not None and p.known and (p.value or 0) > 0 for p in (running, waiting))
+        return self.amount("lanes") > 0 or self.amount("queue") > 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -265,11 +269,7 @@ def busiest(states: list[FloorState]) -> int:
     where a replay opens: the moment worth seeing first. 0 for no states."""
 
     def load(index: int) -> tuple[float, float, int]:
-        parts = states[index].parts
-        lanes, queue = parts.get("lanes"), parts.get("queue")
-        running = lanes.value if lanes is not None and lanes.known and lanes.value is not None else 0.0
-        waiting = queue.value if queue is not None and queue.known and queue.value is not None else 0.0
-        return running, waiting, -index
+        return states[index].amount("lanes"), states[index].amount("queue"), -index
 
     return max(range(len(states)), key=load) if states else 0
 
