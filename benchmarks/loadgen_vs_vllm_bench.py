@@ -218,33 +218,28 @@ class GivenPrompts(Workload):
         return body
 
 
+def token_count(base_url: str, model: str, body: dict[str, Any]) -> int:
+    """How many prompt tokens the server reads for this body (its own /tokenize)."""
+    response = httpx.post(base_url + "/tokenize", json={"model": model, **body}, timeout=30)
+    response.raise_for_status()
+    return int(response.json()["count"])
+
+
 def user_message_words(base_url: str, model: str, input_len: int) -> int:
-    """How many filler words make one user message count `input_len` tokens with the chat template,
-    by the server's own /tokenize."""
+    """How many filler words make one user message count `input_len` tokens with the chat template."""
     words = input_len
-
-    def count(n: int) -> int:
-        body = {"model": model, "messages": [{"role": "user", "content": loadgen.synthetic_text(n, "x0")}]}
-        response = httpx.post(base_url + "/tokenize", json=body, timeout=30)
-        response.raise_for_status()
-        return int(response.json()["count"])
-
     for _ in range(3):
-        words = max(1, words - (count(words) - input_len))
+        message = {"role": "user", "content": loadgen.synthetic_text(words, "x0")}
+        counted = token_count(base_url, model, {"messages": [message]})
+        words = max(1, words - (counted - input_len))
     return words
 
 
 def chat_template_tokens(base_url: str, model: str) -> int:
-    """How many tokens the chat template adds around a user message, by the server's own /tokenize."""
+    """How many tokens the chat template adds around a user message."""
     text = "The quick brown fox jumps over the lazy dog. " * 8
-
-    def count(body: dict[str, Any]) -> int:
-        response = httpx.post(base_url + "/tokenize", json={"model": model, **body}, timeout=30)
-        response.raise_for_status()
-        return int(response.json()["count"])
-
-    chat = count({"messages": [{"role": "user", "content": text}]})
-    return max(0, chat - count({"prompt": text, "add_special_tokens": False}))
+    chat = token_count(base_url, model, {"messages": [{"role": "user", "content": text}]})
+    return max(0, chat - token_count(base_url, model, {"prompt": text, "add_special_tokens": False}))
 
 
 def server_view(before: metrics.MetricsSnapshot, after: metrics.MetricsSnapshot) -> dict[str, float | None]:
@@ -260,10 +255,11 @@ def server_view(before: metrics.MetricsSnapshot, after: metrics.MetricsSnapshot)
 
 
 def ours(base_url: str, model: str, args: argparse.Namespace) -> dict[str, Any]:
-    workload = Workload.synthetic(args.input_len, args.output_len).calibrated(base_url, model)
     if args.same_prompts:
         texts = tuple(filler_prompts(args.filler_words, args.count))
         workload = GivenPrompts(output_tokens=args.output_len, input_tokens=args.input_len, texts=texts)
+    else:
+        workload = Workload.synthetic(args.input_len, args.output_len).calibrated(base_url, model)
     plan = LoadPlan(concurrency=args.level, requests=args.count)
     warm = dataclasses.replace(workload, salt=workload.salt + "w")  # no prefix shared with the measured
     loadgen.run_load(base_url, model, warm, LoadPlan(concurrency=1, requests=1))

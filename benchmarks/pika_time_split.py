@@ -30,6 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from dashboard.engine import config as config_mod  # noqa: E402
 from dashboard.engine import hardware, presets  # noqa: E402
 from dashboard.engine.carousel import Carousel  # noqa: E402
 from dashboard.engine.config import default_config  # noqa: E402
@@ -97,17 +98,6 @@ def machine_line(env: dict[str, Any]) -> str:
     return f"machine: {box['cpu']}, {box['cpu_cores']} cores, {devices}; vLLM {env['vllm_version']}"
 
 
-def parse_sets(pairs: Sequence[str]) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for pair in pairs:
-        name, _, text = pair.partition("=")
-        try:
-            values[name.strip()] = json.loads(text)
-        except json.JSONDecodeError:
-            values[name.strip()] = text
-    return values
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -123,7 +113,7 @@ def main() -> int:
     config = default_config(backend).with_values(preset.flags).with_values({"port": args.port})
     if backend == "cuda":
         config = config.with_values({"dtype": "float16", "gpu_memory_utilization": 0.15})
-    config = config.with_values(parse_sets(args.set))
+    config = config.with_values(config_mod.parse_assignments(args.set))
     receiver = xray.shared_receiver()
     if receiver is None:
         print("the request X-ray is off (LEGO_FACTORY_XRAY=0): vLLM's own figures would be unknown")
