@@ -59,6 +59,7 @@ def test_the_tuner_finds_a_pika_answer_of_at_most_40_ms_and_a_fresh_probe_confir
         manager.close()
     tuning_s = time.monotonic() - started
     best = report["best"]
+    save_result("tune_gpu", {"report": report, "tuning_s": tuning_s})  # kept if the probe is cut off
     probe = fresh_probe(best, workload, tmp_path / "probe", "cuda", requests=40, port=PORT)
     save_result("tune_gpu", {"report": report, "probe": probe, "tuning_s": tuning_s})
     best_ms = best["goal"]["value"]
