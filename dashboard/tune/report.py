@@ -51,6 +51,7 @@ def trial_entry(record: Mapping[str, Any], goal_key: str) -> dict[str, Any]:
         "answer_matches": record.get("answer_matches"),
         "meets_limit": record.get("meets_limit"),
         "server_start": record.get("server_start"),
+        "turns": list(record.get("turns") or []),  # the confirmation's interleaved turns
         "error": record.get("error"),
         "at_s": record.get("at_s"),
     }
@@ -170,6 +171,7 @@ def build_report(tuner: Tuner, stopped: bool, duration_s: float) -> dict[str, An
         "confirmations": [trial_entry(r, goal.key) for r in tuner.confirmed.values()],
         "effects": knob_effects(tuner),
         "answer_changers": answer_changers(tuner),
+        "drift": machine_drift(tuner.confirmed.get(bkey)),
         "server_starts": dict(tuner.starts),
         "stopped": stopped,
         "duration_s": round(duration_s, 1),
@@ -183,6 +185,16 @@ def build_report(tuner: Tuner, stopped: bool, duration_s: float) -> dict[str, An
     report["breakdown"] = breakdown(report["best"]) if report["best"] else None
     report["verdict"] = verdict.make_verdict(report)
     return report
+
+
+def machine_drift(baseline: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """How far the same starting settings measured apart in the confirmation's turns: the machine's
+    own movement during the run, which no knob explains. None with fewer than two turns."""
+    values = [t["value"] for t in (baseline or {}).get("turns") or [] if t.get("value") is not None]
+    if len(values) < 2:
+        return None
+    low, high = min(values), max(values)
+    return {"turns": values, "low": low, "high": high, "spread": (high - low) / low if low else None}
 
 
 def _measured(record: Mapping[str, Any] | None) -> bool:

@@ -12,6 +12,12 @@ Order of work
 4. With the time left (a share of the budget is kept for it), the best three and the baseline are
    measured again with enough requests for a confidence interval. A setting is called better only
    when its interval and the baseline's do not overlap.
+5. That confirmation is interleaved: its requests are sent in rounds, every candidate once per round,
+   in a serpentine order (A B C, then C B A), when going back to a server is cheap (a warm server of
+   the carousel, or request options on the running one). A machine's speed can drift by tens of
+   percent within minutes (seen on a lent H200 host: the same settings took 47 ms, then 64 ms, ten
+   minutes apart); measured in turns, every candidate meets the same moments, and the baseline's
+   spread across rounds shows how much the machine itself moved.
 
 Every trial is written to the history the moment it is measured and kept in the study's SQLite file
 (Optuna's RDB storage), so a stopped or crashed run resumes where it was: the same question opens the
@@ -47,6 +53,7 @@ MEASURED, STOPPED_EARLY, FAILED, REFUSED = "measured", "stopped_early", "failed"
 SEARCH, CONFIRM = "search", "confirm"
 RECORD_ATTR = "record"
 MAX_DUPLICATES = 25  # proposals in a row that were all measured before: the space is used up
+MIN_TURN_REQUESTS = 3  # a confirmation turn smaller than this tells nothing alone
 
 
 class ServerLike(Protocol):  # ServerManager, or the carousel of warm servers
@@ -69,6 +76,7 @@ class TuneSettings:
     screen_requests: int = 5  # first look at every candidate
     more_requests: int = 10  # added for the candidates that survive the first look
     confirm_requests: int = 20  # the best three and the baseline, again, for an interval
+    confirm_rounds: int = 2  # the confirmation's requests, sent in this many interleaved turns
     warmup: int = 2  # after a (re)start, left out
     confirm_top: int = 3
     confirm_share: float = 0.3  # of the time budget kept for the confirmation
@@ -80,7 +88,7 @@ class TuneSettings:
     def for_backend(cls, backend: str, **changes: Any) -> TuneSettings:
         """A GPU answers in tens of milliseconds, so it can afford many more requests per trial."""
         if backend == "cuda":
-            base = cls(screen_requests=10, more_requests=30, confirm_requests=60, warmup=3)
+            base = cls(screen_requests=10, more_requests=30, confirm_requests=60, confirm_rounds=3, warmup=3)
         else:
             base = cls()
         return cls(**{**asdict(base), **changes})
@@ -570,27 +578,80 @@ class Tuner:
     def _confirm(self) -> None:
         baseline_key = params_key(self.space.baseline_params())
         leaders = [r for r in self.ranked(SEARCH) if params_key(r["params"]) != baseline_key]
-        chosen = [self.space.baseline_params()] + [r["params"] for r in leaders[: self.settings.confirm_top]]
-        chosen.sort(key=lambda p: (not self._is_running(p), not self._is_warm(p)))
-        for params in chosen:
-            if self.stop.is_set() or self.clock() >= self._deadline:
-                break
-            record = self._new_record(params, CONFIRM, None)
-            config = self.space.server_config(params)
-            if self._ensure_server(config, record):
-                workload = workload_with(self.workload, self.space.request_options(params))
-                batch = self._measure(workload, self.settings.confirm_requests, 1)
-                if batch is not None and batch.e2e_ms:
-                    self._fill(record, batch)
-                    record["state"] = MEASURED
-                else:
-                    record["error"] = batch.error_text if batch else "no answer came back"
+        chosen = self._confirmation_order(
+            [self.space.baseline_params()] + [r["params"] for r in leaders[: self.settings.confirm_top]]
+        )
+        records: dict[str, dict[str, Any]] = {}
+        batches: dict[str, Batch] = {}
+        for turn, requests in enumerate(self._confirm_turns(chosen)):
+            order = chosen if turn % 2 == 0 else chosen[::-1]  # serpentine: a steady drift hits all alike
+            for params in order:
+                if self.stop.is_set() or self.clock() >= self._deadline:
+                    break
+                key = params_key(params)
+                if turn > 0 and (key not in batches or not self._reachable(params)):
+                    continue  # no start is paid for a later turn; what was measured stays
+                record = records.setdefault(key, self._new_record(params, CONFIRM, None))
+                batch = self._confirm_turn(params, record, requests, visit={} if turn else record)
+                if batch is not None:
+                    batches[key] = batches[key].merge(batch) if key in batches else batch
+                    record.setdefault("turns", []).append(self._turn_figure(turn, batch))
+                self._update()
+        for key, record in records.items():
+            if key in batches:
+                self._fill(record, batches[key])
+                record["state"] = MEASURED  # an error of a later turn stays: what was measured still counts
             record["at_s"] = round(self.clock() - self._started, 1)
-            self.confirmed[params_key(params)] = record
+            self.confirmed[key] = record
             if self.store is not None and self.run_id is not None:
                 with contextlib.suppress(Exception):
                     self.store.add_row(self.run_id, record)
             self._emit("confirm", record)
+
+    def _confirmation_order(self, chosen: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The running server's candidates first, then the warm ones; candidates that share a server
+        side by side, so a turn starts or wakes each server once."""
+        groups: dict[tuple[tuple[str, Any], ...], list[dict[str, Any]]] = {}
+        for params in sorted(chosen, key=lambda p: (not self._is_running(p), not self._is_warm(p))):
+            groups.setdefault(self.space.server_part(params), []).append(params)
+        return [params for group in groups.values() for params in group]
+
+    def _confirm_turns(self, chosen: list[dict[str, Any]]) -> list[int]:
+        """The confirmation's requests per turn. One turn when going back to a candidate would cost a
+        start (no carousel, and more than one server among them), or when a turn would be too small."""
+        total = self.settings.confirm_requests
+        one_server = len({self.space.server_part(p) for p in chosen}) <= 1
+        cheap_returns = one_server or callable(getattr(self.server, "is_warm", None))
+        turns = max(1, min(self.settings.confirm_rounds, total // MIN_TURN_REQUESTS)) if cheap_returns else 1
+        return [total // turns + (1 if i < total % turns else 0) for i in range(turns)]
+
+    def _reachable(self, params: Mapping[str, Any]) -> bool:
+        return self._is_running(params) or self._is_warm(params)
+
+    def _confirm_turn(
+        self, params: Mapping[str, Any], record: dict[str, Any], requests: int, visit: dict[str, Any]
+    ) -> Batch | None:
+        """One candidate's share of one turn (a warm-up answer left out); None when nothing came back.
+        `visit` receives the start's details: the record itself on the first turn, a scratch dict later."""
+        if not self._ensure_server(self.space.server_config(params), visit):
+            record["error"] = record.get("error") or visit.get("error")
+            return None
+        workload = workload_with(self.workload, self.space.request_options(params))
+        batch = self._measure(workload, requests, 1)
+        if batch is None or not batch.e2e_ms:
+            record["error"] = (batch.error_text if batch else "") or "no answer came back"
+            return None
+        return batch
+
+    def _turn_figure(self, turn: int, batch: Batch) -> dict[str, Any]:
+        """The goal's point value in one turn: how the same settings measured at different moments."""
+        figures = figures_of(batch)
+        return {
+            "turn": turn,
+            "value": goal_estimate({"figures": figures}, self.goal.key).value,
+            "answers": len(batch.e2e_ms),
+            "at_s": round(self.clock() - self._started, 1),
+        }
 
     # --- reading the results -------------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 
 It says how the best settings compare with the starting ones (and whether the intervals are apart),
 which knobs mattered and by how much, which did not, which changed the answer, and where the time of
-one answer goes (queue, first token, the steps after it) when the goal is not reached. For the Pika
+one answer goes (queue, first token, the steps after it) when the goal is not reached, and how much the
+machine's own speed moved during the run when that is large enough to matter. For the Pika
 presets it also says how far the result is from the owner's 10 ms and why.
 """
 
@@ -17,6 +18,7 @@ from dashboard.i18n import N_, translate
 from dashboard.tune.intervals import Estimate
 
 LANGS = ("vi", "en")
+DRIFT_WORTH_SAYING = 0.05  # the baseline's turns apart by 5% or more: worth a sentence
 REQUEST_NAMES = {"compact_json": N_("compact JSON"), "max_tokens": "max_tokens"}
 
 
@@ -68,6 +70,7 @@ def sentences(report: Mapping[str, Any], lang: str) -> list[str]:
     out = [_headline(report, lang)]
     out += _effects(report, lang)
     out += _answers(report, lang)
+    out += _drift(report, lang)
     out += _time_left(report, lang)
     out += _pika(report, lang)
     if report.get("stopped"):
@@ -177,6 +180,30 @@ def _answers(report: Mapping[str, Any], lang: str) -> list[str]:
     if report.get("trials"):
         return [translate(N_("Every measured setting gave the same answers as the starting settings."), lang)]
     return []
+
+
+def _drift(report: Mapping[str, Any], lang: str) -> list[str]:
+    drift = report.get("drift") or {}
+    spread = drift.get("spread")
+    if spread is None or spread < DRIFT_WORTH_SAYING:
+        return []
+    _, unit = _goal_parts(report)
+    digits = 1 if unit != "ms" else 0
+    return [
+        translate(
+            N_(
+                "While the best were checked again, the starting settings alone measured from {low} to "
+                "{high} {unit} in different turns: during the run, the machine itself changed speed by "
+                "{spread}%. Every candidate was measured in each turn, so all met the same moments; another "
+                "run, or another machine, can differ by as much."
+            ),
+            lang,
+            low=number(drift["low"], lang, digits),
+            high=number(drift["high"], lang, digits),
+            unit=unit,
+            spread=number(spread * 100, lang),
+        )
+    ]
 
 
 def _time_left(report: Mapping[str, Any], lang: str) -> list[str]:

@@ -75,6 +75,10 @@ def test_the_report_holds_the_best_the_baseline_the_trials_and_a_verdict_in_both
     assert best["command"][:2] == ["vllm", "serve"] and "--max-model-len" in best["command"]
     assert isinstance(best["request_fields"], dict)
     assert base["confirmed"] and base["goal"]["value"] > 0 and base["goal"]["n"] == 6
+    # the confirmation came in two interleaved turns of 3 answers; the baseline's turns give the drift
+    checked = next(c for c in report["confirmations"] if c["changes"] == {})
+    assert [turn["answers"] for turn in checked["turns"]] == [3, 3]
+    assert report["drift"]["turns"] == [turn["value"] for turn in checked["turns"]]
     assert base["goal"]["low"] <= base["goal"]["value"] <= base["goal"]["high"]
     assert sum(report["server_starts"].values()) == 1  # request options reused the running server
     assert report["verdict"]["en"] and report["verdict"]["vi"] != report["verdict"]["en"]

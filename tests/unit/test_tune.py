@@ -221,6 +221,8 @@ def make_tuner(
     run_id=None,
     max_trials=16,
     server=None,
+    confirm_rounds=1,
+    measure=None,
 ):
     goal = question.parse_goal("p50-e2e")
     asked = question.TuneQuestion(
@@ -231,7 +233,7 @@ def make_tuner(
         preset="pika-json",
     )
     built = pika_space(minutes=10)
-    measure = FakeMeasure(clock)
+    measure = measure or FakeMeasure(clock)
     tuner = Tuner(
         asked,
         built,
@@ -240,7 +242,11 @@ def make_tuner(
         facts=FACTS,
         storage_path=tmp_path / "tune.sqlite3",
         settings=TuneSettings(
-            screen_requests=5, more_requests=10, confirm_requests=20, max_trials=max_trials
+            screen_requests=5,
+            more_requests=10,
+            confirm_requests=20,
+            confirm_rounds=confirm_rounds,
+            max_trials=max_trials,
         ),
         store=store,
         run_id=run_id,
@@ -387,3 +393,109 @@ def test_a_server_that_does_not_start_fails_its_trial_and_the_search_goes_on(tmp
     failed = [t for t in report["trials"] if t["changes"] == {"dtype": "float32"}]
     assert failed and failed[0]["state"] == "failed"
     assert report["best"] is not None
+
+
+# ---------------------------------------------------------------------------------------- confirmation
+
+
+class FakeCarousel(FakeServer):
+    """Keeps every server it started warm: going back to one is a flip ("woken"), not a start."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[Any] = []
+
+    def is_warm(self, config) -> bool:
+        return config in self.held
+
+    def restart(self, config, wait=True, timeout=600):
+        report = super().restart(config, wait, timeout)
+        kind = "woken" if config in self.held else "cold"
+        self.held.append(config)
+        return FakeReport(ok=report.ok, command=report.command, server_start={"kind": kind, "ready_s": 0.2})
+
+
+class DriftingMeasure(FakeMeasure):
+    """The fake times, on a machine that gets 10% slower with every confirmation call."""
+
+    def __init__(self, clock: list[float]) -> None:
+        super().__init__(clock)
+        self.confirming = False
+        self.slowdown = 1.0
+
+    def __call__(self, server, workload, plan, stop) -> Batch:
+        batch = super().__call__(server, workload, plan, stop)
+        if self.confirming:
+            self.slowdown *= 1.10
+        return Batch(
+            e2e_ms=[v * self.slowdown for v in batch.e2e_ms],
+            ttft_ms=batch.ttft_ms,
+            itl_ms=batch.itl_ms,
+            texts=batch.texts,
+            completion_tokens=batch.completion_tokens,
+            requests_per_s=batch.requests_per_s,
+        )
+
+
+def test_the_confirmation_measures_every_candidate_once_per_turn_in_a_serpentine_order(tmp_path):
+    clock = [0.0]
+    carousel = FakeCarousel()
+    measure = FakeMeasure(clock)
+    calls: list[tuple[str, str, int]] = []
+
+    def tracked(server, workload, plan, stop):
+        calls.append(
+            (repr(server.restarts[-1]), repr(sorted(workload.payload("pika").items())), plan.requests)
+        )
+        return measure(server, workload, plan, stop)
+
+    tuner, _ = make_tuner(tmp_path, clock, server=carousel, confirm_rounds=2, measure=tracked)
+    cold_before_confirmation: list[int] = []
+    tuner.on_event = lambda kind, data: (
+        cold_before_confirmation.append(tuner.starts.get("cold", 0))
+        if kind == "phase" and data.get("phase") == "confirm" and not cold_before_confirmation
+        else None
+    )
+    report = tuner.run()
+    confirmed = list(tuner.confirmed.values())
+    assert len(confirmed) == 4  # the baseline and the best three
+    assert all([t["answers"] for t in r["turns"]] == [10, 10] for r in confirmed)
+    assert all(r["figures"]["answers"] == 20 for r in confirmed)
+    turns = [(config, body) for config, body, n in calls[-8:]]
+    assert all(n == 10 for *_, n in calls[-8:])
+    assert turns[4:] == turns[:4][::-1]  # A B C D, then D C B A
+    assert len(set(turns[:4])) == 4
+    assert tuner.starts.get("cold", 0) == cold_before_confirmation[0]  # going back was a flip each time
+    assert report["drift"] is not None and report["drift"]["spread"] < 0.05  # a steady fake machine
+
+
+def test_a_machine_that_slows_down_while_confirming_is_named_and_does_not_decide_the_winner(tmp_path):
+    clock = [0.0]
+    measure = DriftingMeasure(clock)
+    tuner, _ = make_tuner(tmp_path, clock, server=FakeCarousel(), confirm_rounds=2, measure=measure)
+    tuner.on_event = lambda kind, data: (
+        setattr(measure, "confirming", True) if kind == "phase" and data.get("phase") == "confirm" else None
+    )
+    report = tuner.run()
+    drift = report["drift"]
+    assert drift["high"] > 1.3 * drift["low"]  # the same baseline, early and late in the confirmation
+    assert "changed speed by" in report["verdict"]["en"]
+    assert "lệch tới" in report["verdict"]["vi"]
+    assert report["best"]["changes"] == {"dtype": "float32", "compact_json": True}  # still the true best
+
+
+def test_without_warm_servers_the_confirmation_takes_one_turn_instead_of_paying_starts(tmp_path):
+    clock = [0.0]
+    tuner, _ = make_tuner(tmp_path, clock, confirm_rounds=3)  # a plain server: going back is a start
+    starts_after_search: list[int] = []
+    tuner.on_event = lambda kind, data: (
+        starts_after_search.append(len(tuner.server.restarts))
+        if kind == "phase" and data.get("phase") == "confirm" and not starts_after_search
+        else None
+    )
+    report = tuner.run()
+    servers = {tuner.space.server_part(r["params"]) for r in tuner.confirmed.values()}
+    assert len(servers) > 1
+    assert all(len(r["turns"]) == 1 for r in tuner.confirmed.values())
+    assert len(tuner.server.restarts) - starts_after_search[0] <= len(servers)
+    assert report["drift"] is None and "changed speed" not in report["verdict"]["en"]
