@@ -65,6 +65,7 @@ def test_the_tuner_finds_a_pika_answer_of_at_most_40_ms_and_a_fresh_probe_confir
     best_ms = best["goal"]["value"]
     probe_ms = probe["figures"]["p50-e2e"]["value"]
     print(f"baseline {report['baseline']['goal']}, best {best['goal']} {best['changes']}, probe {probe_ms}")
+    print("drift", report["drift"])
     print(report["verdict"]["en"])
     assert tuning_s <= 15 * 60 + 120  # the budget, plus the last trial finishing
     assert best_ms <= TARGET_MS, report["verdict"]["en"]
@@ -78,6 +79,7 @@ def print_trial(kind: str, data: dict) -> None:
         print(
             f"{time.strftime('%H:%M:%S')} {kind} #{data.get('number')} {data.get('changes')} "
             f"{data.get('state')}: p50 e2e {e2e.get('value')}, first token {ttft.get('value')}, "
-            f"tokens {figures.get('output_tokens')}, same answer {data.get('answer_matches')}",
+            f"tokens {figures.get('output_tokens')}, same answer {data.get('answer_matches')}"
+            + (f", turns {[round(t['value'] or 0, 1) for t in data['turns']]}" if data.get("turns") else ""),
             flush=True,
         )
