@@ -416,6 +416,31 @@ def trials_chart(report: dict[str, Any], translate=lambda s: s) -> go.Figure:
     return figure
 
 
+def turns_chart(report: dict[str, Any], translate=lambda s: s) -> go.Figure | None:
+    """The confirmation's turns: one line per candidate, the goal in each turn. Lines that rise and fall
+    together show the machine changing speed, not the settings. None with fewer than two turns."""
+    checked = [c for c in report.get("confirmations") or [] if len(c.get("turns") or []) >= 2]
+    if not checked:
+        return None
+    goal = report["question"]["goal"]
+    figure = go.Figure()
+    for candidate in checked:
+        turns = [t for t in candidate["turns"] if t.get("value") is not None]
+        label = json.dumps(candidate.get("changes") or {}, ensure_ascii=False)
+        figure.add_trace(
+            go.Scatter(
+                x=[t["turn"] + 1 for t in turns],
+                y=[t["value"] for t in turns],
+                mode="lines+markers",
+                name=translate(N_("starting settings")) if label == "{}" else label,
+            )
+        )
+    figure.update_xaxes(title=translate(N_("turn")), dtick=1)
+    figure.update_yaxes(title=goal + (" (answers/s)" if goal == "throughput" else " (ms)"))
+    figure.update_layout(height=300, margin={"l": 10, "r": 10, "t": 30, "b": 10}, showlegend=True)
+    return figure
+
+
 def _scatter(trials: list[dict[str, Any]], xs: list[Any], translate) -> go.Scatter:
     return go.Scatter(
         x=xs,
@@ -487,6 +512,16 @@ def draw_result(report: dict[str, Any]) -> None:
         ]
         st.dataframe(table, hide_index=True, use_container_width=True)
     st.plotly_chart(trials_chart(report, _), use_container_width=True)
+    turns = turns_chart(report, _)
+    if turns is not None:
+        st.markdown("**" + _("The best, measured again in turns") + "**")
+        st.caption(
+            _(
+                "Each candidate was measured once in every turn, in turn order. Lines that rise and fall "
+                "together show the machine itself changing speed, not the settings."
+            )
+        )
+        st.plotly_chart(turns, use_container_width=True)
     st.markdown("**" + _("Verdict") + "**")
     st.write(report["verdict"]["vi" if lang == "vi" else "en"])
     with st.expander(_("All trials ({n})").format(n=len(report.get("trials") or []))):

@@ -14,7 +14,7 @@ from dashboard.history.store import HistoryStore
 from dashboard.i18n import translator
 from dashboard.ui import tune_view
 from tests.app.conftest import open_app, texts
-from tests.unit.test_tune import make_tuner
+from tests.unit.test_tune import FakeCarousel, make_tuner
 
 TUNE = "app_pages/tune.py"
 
@@ -32,7 +32,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def seed_tune_run(home: Path) -> dict:
     """A finished tuning (fake server and times) saved in the history the way the runner saves it."""
-    tuner, _ = make_tuner(home / "study", [0.0], max_trials=8)
+    tuner, _ = make_tuner(home / "study", [0.0], max_trials=8, server=FakeCarousel(), confirm_rounds=2)
     report = tuner.run()
     store = HistoryStore(home / "history.sqlite3")
     run_id = store.create_run("tune", {}, label="tune pika-json", backend="cpu")
@@ -60,7 +60,18 @@ def test_the_last_tuning_is_shown_with_its_command_figures_chart_and_verdict(hom
     assert any(code.value.startswith("vllm serve") for code in at.code)
     table = at.dataframe[0].value
     assert len(table) == 4  # best, starting settings, the brief's 170 ms, the owner's 10 ms
-    assert at.get("plotly_chart")
+    assert len(at.get("plotly_chart")) == 2  # every trial, and the confirmation's turns
+    assert translator("vi")("The best, measured again in turns") in shown
+
+
+def test_the_turns_chart_draws_one_line_per_candidate_across_the_confirmation_s_turns(tmp_path):
+    tuner, _ = make_tuner(tmp_path, [0.0], max_trials=8, server=FakeCarousel(), confirm_rounds=2)
+    report = tuner.run()
+    figure = tune_view.turns_chart(report)
+    assert len(figure.data) == len(report["confirmations"]) >= 3  # the baseline and the leaders
+    assert all(list(line.x) == [1, 2] for line in figure.data)
+    one_turn, _ = make_tuner(tmp_path / "plain", [0.0], max_trials=8)  # no warm servers: one turn
+    assert tune_view.turns_chart(one_turn.run()) is None
 
 
 def test_the_pareto_front_keeps_only_points_nothing_beats_on_both_axes():

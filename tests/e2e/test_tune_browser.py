@@ -26,6 +26,7 @@ def test_the_page_shows_the_last_tuning_and_refuses_a_limit_it_cannot_read(
     expect(main.get_by_text(_("Result"), exact=True)).to_be_visible(timeout=PAGE_TIMEOUT_MS)
     expect(main.get_by_text("vllm serve", exact=False).first).to_be_visible()
     expect(main.get_by_text(report["verdict"]["vi"][:60], exact=False)).to_be_visible()
+    expect(main.get_by_text(_("The best, measured again in turns"), exact=True)).to_be_visible()
     shots.take(browser_page, "tune-result", "vi", full_page=True)
     main.get_by_label(_("Limit (optional)")).fill("nhanh lắm")
     main.get_by_role("button", name=_("Start tuning")).click()
