@@ -86,9 +86,11 @@ class TuneSettings:
 
     @classmethod
     def for_backend(cls, backend: str, **changes: Any) -> TuneSettings:
-        """A GPU answers in tens of milliseconds, so it can afford many more requests per trial."""
+        """A GPU answers in tens of milliseconds, so it can afford many more requests per trial, and
+        short confirmation turns (about half a second each): a lent H200 host was seen slowing by a
+        third for eight seconds and coming back (docs/results/h200.md, "One host, several speeds")."""
         if backend == "cuda":
-            base = cls(screen_requests=10, more_requests=30, confirm_requests=60, confirm_rounds=3, warmup=3)
+            base = cls(screen_requests=10, more_requests=30, confirm_requests=60, confirm_rounds=6, warmup=3)
         else:
             base = cls()
         return cls(**{**asdict(base), **changes})
