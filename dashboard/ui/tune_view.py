@@ -416,7 +416,9 @@ def trials_chart(report: dict[str, Any], translate=lambda s: s) -> go.Figure:
     return figure
 
 
-def turns_chart(report: dict[str, Any], translate=lambda s: s) -> go.Figure | None:
+def turns_chart(
+    report: dict[str, Any], translate=lambda s: s, label=lambda changes: json.dumps(changes)
+) -> go.Figure | None:
     """The confirmation's turns: one line per candidate, the goal in each turn. Lines that rise and fall
     together show the machine changing speed, not the settings. None with fewer than two turns."""
     checked = [c for c in report.get("confirmations") or [] if len(c.get("turns") or []) >= 2]
@@ -426,13 +428,12 @@ def turns_chart(report: dict[str, Any], translate=lambda s: s) -> go.Figure | No
     figure = go.Figure()
     for candidate in checked:
         turns = [t for t in candidate["turns"] if t.get("value") is not None]
-        label = json.dumps(candidate.get("changes") or {}, ensure_ascii=False)
         figure.add_trace(
             go.Scatter(
                 x=[t["turn"] + 1 for t in turns],
                 y=[t["value"] for t in turns],
                 mode="lines+markers",
-                name=translate(N_("starting settings")) if label == "{}" else label,
+                name=label(candidate.get("changes") or {}),
             )
         )
     figure.update_xaxes(title=translate(N_("turn")), dtick=1)
@@ -512,13 +513,13 @@ def draw_result(report: dict[str, Any]) -> None:
         ]
         st.dataframe(table, hide_index=True, use_container_width=True)
     st.plotly_chart(trials_chart(report, _), use_container_width=True)
-    turns = turns_chart(report, _)
+    turns = turns_chart(report, _, changes_text)
     if turns is not None:
         st.markdown("**" + _("The best, measured again in turns") + "**")
         st.caption(
             _(
-                "Each candidate was measured once in every turn, in turn order. Lines that rise and fall "
-                "together show the machine itself changing speed, not the settings."
+                "Every candidate was measured once in each turn, one after another. Lines that rise and "
+                "fall together show the machine itself changing speed, not the settings."
             )
         )
         st.plotly_chart(turns, use_container_width=True)

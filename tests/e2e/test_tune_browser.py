@@ -33,3 +33,10 @@ def test_the_page_shows_the_last_tuning_and_refuses_a_limit_it_cannot_read(
     wait_until_idle(browser_page)
     expect(main.get_by_text("p90-ttft=50ms", exact=False).last).to_be_visible()
     shots.take(browser_page, "tune-bad-limit", "vi")
+    browser_page.goto(lego_app.url + "/tune?lang=en")
+    wait_until_idle(browser_page)
+    english = main_area(browser_page)
+    expect(english.get_by_text("The best, measured again in turns", exact=True)).to_be_visible(
+        timeout=PAGE_TIMEOUT_MS
+    )
+    shots.take(browser_page, "tune-result", "en", full_page=True)
