@@ -26,7 +26,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dashboard.engine import hardware, presets  # noqa: E402
 from dashboard.engine.carousel import Carousel  # noqa: E402
-from dashboard.engine.config import default_config  # noqa: E402
 from dashboard.measure import loadgen  # noqa: E402
 from dashboard.measure.cards import environment  # noqa: E402
 from dashboard.measure.loadgen import LoadPlan, Workload  # noqa: E402
@@ -53,9 +52,7 @@ def main() -> int:
     args = parser.parse_args()
     backend = args.backend or hardware.detect_backend()
     preset = presets.get("pika-json")
-    config = default_config(backend).with_values(preset.flags).with_values({"port": args.port})
-    if backend == "cuda":
-        config = config.with_values({"dtype": "float16", "gpu_memory_utilization": 0.15})
+    config = presets.brief_config(backend, port=args.port)
     workload = Workload.from_request(preset.request, label=preset.name)
     manager = Carousel(Path(tempfile.mkdtemp(prefix="steadiness-")), backend=backend)
     report: dict[str, Any] = {"environment": environment(backend, config.model), "blocks": []}

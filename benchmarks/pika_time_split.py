@@ -33,7 +33,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dashboard.engine import config as config_mod  # noqa: E402
 from dashboard.engine import hardware, presets  # noqa: E402
 from dashboard.engine.carousel import Carousel  # noqa: E402
-from dashboard.engine.config import default_config  # noqa: E402
 from dashboard.measure import loadgen, xray  # noqa: E402
 from dashboard.measure.cards import environment  # noqa: E402
 from dashboard.measure.loadgen import LoadPlan, Workload  # noqa: E402
@@ -110,9 +109,7 @@ def main() -> int:
     args = parser.parse_args()
     backend = args.backend or hardware.detect_backend()
     preset = presets.get("pika-json")
-    config = default_config(backend).with_values(preset.flags).with_values({"port": args.port})
-    if backend == "cuda":
-        config = config.with_values({"dtype": "float16", "gpu_memory_utilization": 0.15})
+    config = presets.brief_config(backend, port=args.port)
     config = config.with_values(config_mod.parse_assignments(args.set))
     receiver = xray.shared_receiver()
     if receiver is None:

@@ -6,7 +6,10 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dashboard.engine.config import ServerConfig
 
 PRESETS_DIR = Path(__file__).resolve().parents[2] / "configs" / "presets"
 
@@ -91,3 +94,16 @@ def get(name: str) -> Preset:
 def pika_emotions() -> list[str]:
     schema = get("pika-json").json_schema or {}
     return list(schema["properties"]["emotion"]["enum"])
+
+
+BRIEF_GPU_VALUES = {"dtype": "float16", "gpu_memory_utilization": 0.15}  # the brief's H100 settings
+
+
+def brief_config(backend: str, port: int | None = None) -> ServerConfig:
+    """The pika-json preset's settings as the brief ran them: on a GPU, float16 and 0.15 of its memory."""
+    from dashboard.engine.config import default_config
+
+    config = default_config(backend).with_values(get("pika-json").flags)
+    if backend == "cuda":
+        config = config.with_values(BRIEF_GPU_VALUES)
+    return config.with_values({"port": port}) if port is not None else config

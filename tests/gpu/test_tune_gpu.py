@@ -17,7 +17,6 @@ import pytest
 
 from dashboard.engine import hardware, presets
 from dashboard.engine.carousel import Carousel
-from dashboard.engine.config import default_config
 from dashboard.history.store import HistoryStore
 from dashboard.measure.loadgen import Workload
 from dashboard.tune import question
@@ -38,11 +37,7 @@ def test_the_tuner_finds_a_pika_answer_of_at_most_40_ms_and_a_fresh_probe_confir
     preset = presets.get("pika-json")
     workload = Workload.from_request(preset.request, label=preset.name)
     # The brief's settings (float16, 0.15 of the GPU, 2,048 tokens, 128 lanes, prefix caching).
-    base = (
-        default_config("cuda")
-        .with_values(preset.flags)
-        .with_values({"dtype": "float16", "gpu_memory_utilization": 0.15, "port": PORT})
-    )
+    base = presets.brief_config("cuda", port=PORT)
     asked = question.TuneQuestion(
         workload=workload.to_dict(),
         goal=question.parse_goal("p50-e2e"),

@@ -235,3 +235,13 @@ def test_startup_report_turns_into_plain_json_with_the_problem_in_both_languages
     assert data["command_text"] == "py --api-key '***'"
     assert data["error"]["flag"] == "port" and data["error"]["text_en"].startswith("Port 1")
     assert not report.ok
+
+
+def test_the_brief_s_config_is_the_pika_json_preset_with_float16_and_a_small_share_on_a_gpu():
+    from dashboard.engine import presets
+
+    flags = presets.get("pika-json").flags
+    gpu, cpu = presets.brief_config("cuda", port=8999), presets.brief_config("cpu")
+    assert flags and all(gpu.get(name) == value for name, value in flags.items() if name != "dtype")
+    assert (gpu.get("dtype"), gpu.get("gpu_memory_utilization"), gpu.get("port")) == ("float16", 0.15, 8999)
+    assert cpu.get("dtype") != "float16" and cpu.get("port") != 8999
