@@ -32,6 +32,11 @@ class WarmAwareView(ManagerView):
         check = getattr(self._manager, "is_warm", None)
         return bool(check(config)) if callable(check) else False
 
+    @property
+    def keeps_warm(self) -> bool:
+        """Whether going back to an earlier config can be a flip (the carousel) rather than a start."""
+        return callable(getattr(self._manager, "is_warm", None))
+
 
 def studies_path(store: Any = None) -> Path:
     """Optuna's SQLite file, beside the history database."""

@@ -383,7 +383,7 @@ class Tuner:
 
     def _affordable(self, params: Mapping[str, Any]) -> bool:
         """A cold start fits in the search time left (judged by the starts seen so far)."""
-        if self._is_running(params) or self._is_warm(params):
+        if self._reachable(params):
             return True
         expected = sorted(self.start_seconds)[len(self.start_seconds) // 2] if self.start_seconds else 0.0
         return self.clock() + expected < self._search_deadline
@@ -593,7 +593,9 @@ class Tuner:
                 key = params_key(params)
                 if turn > 0 and (key not in batches or not self._reachable(params)):
                     continue  # no start is paid for a later turn; what was measured stays
-                record = records.setdefault(key, self._new_record(params, CONFIRM, None))
+                if key not in records:
+                    records[key] = self._new_record(params, CONFIRM, None)
+                record = records[key]
                 batch = self._confirm_turn(params, record, requests, visit={} if turn else record)
                 if batch is not None:
                     batches[key] = batches[key].merge(batch) if key in batches else batch
@@ -623,7 +625,7 @@ class Tuner:
         start (no carousel, and more than one server among them), or when a turn would be too small."""
         total = self.settings.confirm_requests
         one_server = len({self.space.server_part(p) for p in chosen}) <= 1
-        cheap_returns = one_server or callable(getattr(self.server, "is_warm", None))
+        cheap_returns = one_server or bool(getattr(self.server, "keeps_warm", False))
         turns = max(1, min(self.settings.confirm_rounds, total // MIN_TURN_REQUESTS)) if cheap_returns else 1
         return [total // turns + (1 if i < total % turns else 0) for i in range(turns)]
 

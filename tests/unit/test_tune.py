@@ -401,6 +401,8 @@ def test_a_server_that_does_not_start_fails_its_trial_and_the_search_goes_on(tmp
 class FakeCarousel(FakeServer):
     """Keeps every server it started warm: going back to one is a flip ("woken"), not a start."""
 
+    keeps_warm = True
+
     def __init__(self) -> None:
         super().__init__()
         self.held: list[Any] = []
@@ -499,3 +501,10 @@ def test_without_warm_servers_the_confirmation_takes_one_turn_instead_of_paying_
     assert all(len(r["turns"]) == 1 for r in tuner.confirmed.values())
     assert len(tuner.server.restarts) - starts_after_search[0] <= len(servers)
     assert report["drift"] is None and "changed speed" not in report["verdict"]["en"]
+
+
+def test_the_tuner_s_view_says_whether_its_manager_keeps_servers_warm():
+    from dashboard.tune.runner import WarmAwareView
+
+    assert WarmAwareView(FakeCarousel()).keeps_warm is True
+    assert WarmAwareView(FakeServer()).keeps_warm is False  # a plain manager: going back is a start
