@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dashboard.engine import hardware, presets  # noqa: E402
 from dashboard.engine.carousel import Carousel  # noqa: E402
 from dashboard.measure import loadgen  # noqa: E402
-from dashboard.measure.cards import environment  # noqa: E402
+from dashboard.measure.cards import environment, environment_line  # noqa: E402
 from dashboard.measure.loadgen import LoadPlan, Workload  # noqa: E402
 from dashboard.tune.intervals import percentile  # noqa: E402
 
@@ -56,8 +56,7 @@ def main() -> int:
     workload = Workload.from_request(preset.request, label=preset.name)
     manager = Carousel(Path(tempfile.mkdtemp(prefix="steadiness-")), backend=backend)
     report: dict[str, Any] = {"environment": environment(backend, config.model), "blocks": []}
-    box = report["environment"]["hardware"]
-    print(f"machine: {box['cpu']}, {box['cpu_cores']} cores, {', '.join(box['devices']) or 'no GPU'}")
+    print(environment_line(report["environment"]))
     try:
         startup = manager.start(config, wait=True, timeout=900)
         if not startup.ok:

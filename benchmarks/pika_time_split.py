@@ -34,7 +34,7 @@ from dashboard.engine import config as config_mod  # noqa: E402
 from dashboard.engine import hardware, presets  # noqa: E402
 from dashboard.engine.carousel import Carousel  # noqa: E402
 from dashboard.measure import loadgen, xray  # noqa: E402
-from dashboard.measure.cards import environment  # noqa: E402
+from dashboard.measure.cards import environment, environment_line  # noqa: E402
 from dashboard.measure.loadgen import LoadPlan, Workload  # noqa: E402
 
 WARMUP = 3
@@ -90,13 +90,6 @@ def measure(manager: Carousel, workload: Workload, requests: int) -> dict[str, A
     return split(xray.for_result(result, receiver).rows)
 
 
-def machine_line(env: dict[str, Any]) -> str:
-    """Figures hold for one machine: two hosts with the same GPU can differ by half (docs/results/h200.md)."""
-    box = env["hardware"]
-    devices = ", ".join(box["devices"]) or "no GPU"
-    return f"machine: {box['cpu']}, {box['cpu_cores']} cores, {devices}; vLLM {env['vllm_version']}"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -120,7 +113,7 @@ def main() -> int:
         workdir, backend=backend, extra_argv=receiver.server_args(), extra_env=receiver.server_env()
     )
     report: dict[str, Any] = {"environment": environment(backend, config.model), "config": config.values}
-    print(machine_line(report["environment"]))
+    print(environment_line(report["environment"]))
     try:
         startup = manager.start(config, wait=True, timeout=900)
         if not startup.ok:

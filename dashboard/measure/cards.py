@@ -82,6 +82,14 @@ def environment(backend: str, model: str, vllm_version: str | None = None) -> di
     }
 
 
+def environment_line(env: Mapping[str, Any]) -> str:
+    """One line naming the machine of an `environment` record, for benchmarks to print first: figures
+    hold for one machine (two H200 hosts differed by half, docs/results/h200.md)."""
+    box = env["hardware"]
+    devices = ", ".join(box["devices"]) or "no GPU"
+    return f"machine: {box['cpu']}, {box['cpu_cores']} cores, {devices}; vLLM {env['vllm_version']}"
+
+
 def workload_to_dict(workload: Workload) -> dict[str, Any]:
     data = workload.to_dict()
     if workload.request is not None and workload.request.schema is not None:

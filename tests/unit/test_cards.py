@@ -35,6 +35,14 @@ def card(e2e=(900.0, 1000.0, 1100.0), api_key=None):
     return cards.make_card(config, workload, plan, result_of(list(e2e), plan, workload), env, label="test")
 
 
+def test_the_environment_line_names_the_processor_cores_devices_and_vllm():
+    env = cards.environment("cpu", "HuggingFaceTB/SmolLM2-135M-Instruct", vllm_version="0.32.0")
+    env["hardware"] |= {"cpu": "Test CPU", "cpu_cores": 2, "devices": []}
+    assert cards.environment_line(env) == "machine: Test CPU, 2 cores, no GPU; vLLM 0.32.0"
+    env["hardware"]["devices"] = ["NVIDIA H200"]
+    assert cards.environment_line(env).endswith("2 cores, NVIDIA H200; vLLM 0.32.0")
+
+
 def test_card_holds_config_workload_environment_and_results():
     made = card()
     assert made["config"]["values"]["max_num_seqs"] == 8
